@@ -1,0 +1,82 @@
+/**
+ * Per-stream (or per-connection) facts shared by every filter, as Envoy's StreamInfo: addresses,
+ * protocol, route, timings, byte counts, response code and details, response flags, dynamic
+ * metadata (namespaced as Envoy's `filter_metadata`) and filter state.
+ */
+export interface Address {
+  address: string;
+  port: number;
+}
+
+/** Envoy's short response flags, e.g. `UF` upstream connection failure, `NR` no route. */
+export const ResponseFlag = {
+  NoHealthyUpstream: 'UH',
+  UpstreamConnectionFailure: 'UF',
+  UpstreamRequestTimeout: 'UT',
+  UpstreamRemoteReset: 'UR',
+  UpstreamProtocolError: 'UPE',
+  NoRouteFound: 'NR',
+  DownstreamConnectionTermination: 'DC',
+  LocalReset: 'LR',
+  RateLimited: 'RL',
+  UnauthorizedExternalService: 'UAEX',
+  DownstreamProtocolError: 'DPE',
+} as const;
+
+export class StreamInfo {
+  /** Wall-clock start, ms since epoch. */
+  readonly startTime = Date.now();
+  /** Monotonic start, for durations (performance.now() ms). */
+  readonly startMono = performance.now();
+  protocol: 'HTTP/1.0' | 'HTTP/1.1' | 'HTTP/2' | 'TCP' = 'HTTP/1.1';
+  downstreamRemoteAddress: Address | undefined;
+  downstreamDirectRemoteAddress: Address | undefined;
+  downstreamLocalAddress: Address | undefined;
+  /** TLS SNI presented by the client, '' when none. */
+  requestedServerName = '';
+  /** Downstream TLS facts (undefined for cleartext). */
+  downstreamTls: { protocol: string; cipher: string; peerCertificatePresented: boolean; alpn: string } | undefined;
+  upstreamHost: Address | undefined;
+  upstreamLocalAddress: Address | undefined;
+  upstreamCluster: string | undefined;
+  routeName = '';
+  listenerName = '';
+  /** Traffic direction of the listener: gateway | sidecar_inbound | sidecar_outbound. */
+  direction = 'gateway';
+  requestId = '';
+  responseCode = 0;
+  responseCodeDetails = '';
+  readonly responseFlags = new Set<string>();
+  bytesReceived = 0;
+  bytesSent = 0;
+  /** Monotonic timestamps (ms) filled as the stream progresses. */
+  lastDownstreamRxByteReceived = 0;
+  firstUpstreamTxByteSent = 0;
+  firstUpstreamRxByteReceived = 0;
+  lastUpstreamRxByteReceived = 0;
+  firstDownstreamTxByteSent = 0;
+  lastDownstreamTxByteSent = 0;
+  /** Envoy's dynamic metadata `filter_metadata`: filter name → struct. */
+  readonly dynamicMetadata = new Map<string, Record<string, unknown>>();
+  /** Envoy's filter state: shared by all filters of the stream, keyed by name. */
+  readonly filterState = new Map<string, unknown>();
+
+  setDynamicMetadata(namespace: string, key: string, value: unknown): void {
+    let ns = this.dynamicMetadata.get(namespace);
+    if (!ns) {
+      ns = {};
+      this.dynamicMetadata.set(namespace, ns);
+    }
+    ns[key] = value;
+  }
+
+  /** Envoy's %RESPONSE_FLAGS% rendering: comma-separated short codes, '-' when none. */
+  responseFlagsString(): string {
+    return this.responseFlags.size === 0 ? '-' : [...this.responseFlags].join(',');
+  }
+
+  /** Milliseconds since the stream started. */
+  durationMs(): number {
+    return performance.now() - this.startMono;
+  }
+}
