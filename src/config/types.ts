@@ -172,6 +172,7 @@ export interface ObjectMeta {
   resourceVersion?: string;
   generation?: number;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
 }
 
 export interface PolicyTargetReference {
@@ -227,6 +228,25 @@ export interface TrafficExtension {
   spec: TrafficExtensionSpec;
   /** Where it was read from, for messages and /config_dump. */
   origin: { file: string; line: number; kind: 'TrafficExtension' | 'WasmPlugin' };
+  /** Canonical values derived by the loader (traffic-extension.md §8.1); absent on hand-built objects. */
+  resolved?: ResolvedExtension;
+}
+
+/** What istiod derives from a TrafficExtension before building filters. */
+export interface ResolvedExtension {
+  /** ECDS/filter name: `extensions.istio.io/trafficextension/<ns>.<name>`. */
+  resourceName: string;
+  engine: 'wasm' | 'lua';
+  /** Lua and HTTP/unspecified wasm go in HTTP chains; `type: NETWORK` wasm in network chains. */
+  chain: 'HTTP' | 'NETWORK';
+  /** spec.phase, UNSPECIFIED when unset. */
+  phase: Phase;
+  /** spec.priority, or -2^31 when unset (istiod's sort key; the docs' "defaults to 0" is wrong). */
+  priority: number;
+  /** wasm.url with `oci://` prefixed when it has no scheme. */
+  url?: string;
+  /** wasm.imagePullSecret normalised to the extension's namespace (`kubernetes://<ns>/<name>`). */
+  pullSecret?: { namespace: string; name: string; resourceName: string };
 }
 
 /** A `kubernetes.io/dockerconfigjson` Secret found in the same YAML sources. */
