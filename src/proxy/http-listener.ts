@@ -1,0 +1,406 @@
+/**
+ * An HTTP listener: accepts HTTP/1.1 and HTTP/2 (ALPN over TLS; prior knowledge in cleartext,
+ * sniffed from the connection preface as Envoy's codec_type AUTO does), turns each request into a
+ * filter-manager stream, and applies the connection manager's header rules (x-forwarded-for,
+ * x-forwarded-proto, x-request-id, hop-by-hop removal, Host → :authority).
+ *
+ * The filter chain is an array of factories swapped atomically on config changes; a stream keeps
+ * the array it started with, so reloads never disturb in-flight or keep-alive requests.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { ListenerConfig } from '../config/types.ts';
+import { DataBuffer } from '../filters/data-buffer.ts';
+import { HeaderMap } from '../filters/header-map.ts';
+import { StreamInfo } from '../filters/stream-info.ts';
+import type { HttpFilterFactory, RouteInfo } from '../filters/types.ts';
+import { logger } from '../observability/log.ts';
+import type { Counter, Gauge, StatsStore } from '../observability/stats.ts';
+import { FilterManager, type DownstreamCodec, type StreamContext } from './filter-manager.ts';
+import type { RouteTable } from './routes.ts';
+import { isHopByHop } from './upstream.ts';
+
+const log = logger('http');
+
+/** Called when a stream completes (access log, Istio metrics). */
+export type StreamObserver = (fm: FilterManager) => void;
+
+type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+interface ListenerStats {
+  rqTotal: Counter;
+  rqActive: Gauge;
+  rq1xx: Counter;
+  rq2xx: Counter;
+  rq3xx: Counter;
+  rq4xx: Counter;
+  rq5xx: Counter;
+  cxTotal: Counter;
+  cxActive: Gauge;
+}
+
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+export class HttpListener implements StreamContext {
+  readonly config: ListenerConfig;
+  /** The current chain; replaced as a whole on reloads. */
+  chain: readonly HttpFilterFactory[];
+  routes: RouteTable | undefined;
+  readonly bufferLimit: number;
+  #server: net.Server | undefined;
+  #h1: http.Server;
+  #h2: http2.Http2Server | http2.Http2SecureServer;
+  readonly #sockets = new Set<net.Socket>();
+  readonly #stats: ListenerStats;
+  readonly #observer: StreamObserver;
+  #activeStreams = 0;
+  #draining = false;
+  #drainWaiters: (() => void)[] = [];
+  readonly #tls: boolean;
+
+  constructor(config: ListenerConfig, chain: readonly HttpFilterFactory[], routes: RouteTable | undefined, stats: StatsStore, observer: StreamObserver) {
+    this.config = config;
+    this.chain = chain;
+    this.routes = routes;
+    this.bufferLimit = config.bufferLimitBytes;
+    this.#observer = observer;
+    const p = `http.${config.statPrefix}.`;
+    this.#stats = {
+      rqTotal: stats.counter(p + 'downstream_rq_total'),
+      rqActive: stats.gauge(p + 'downstream_rq_active'),
+      rq1xx: stats.counter(p + 'downstream_rq_1xx'),
+      rq2xx: stats.counter(p + 'downstream_rq_2xx'),
+      rq3xx: stats.counter(p + 'downstream_rq_3xx'),
+      rq4xx: stats.counter(p + 'downstream_rq_4xx'),
+      rq5xx: stats.counter(p + 'downstream_rq_5xx'),
+      cxTotal: stats.counter(`listener.${config.address}_${config.port}.downstream_cx_total`),
+      cxActive: stats.gauge(`listener.${config.address}_${config.port}.downstream_cx_active`),
+    };
+    const onRequest = (req: AnyRequest, res: AnyResponse) => this.#onRequest(req, res);
+    this.#tls = config.tls !== undefined;
+    this.#h1 = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, onRequest);
+    if (config.tls) {
+      const t = config.tls;
+      this.#h2 = http2.createSecureServer(
+        {
+          cert: readFileSync(t.certFile),
+          key: readFileSync(t.keyFile),
+          ca: t.caFile ? readFileSync(t.caFile) : undefined,
+          ALPNProtocols: t.alpn,
+          allowHTTP1: t.alpn.includes('http/1.1'),
+        },
+        onRequest,
+      );
+    } else {
+      this.#h2 = http2.createServer({}, onRequest);
+    }
+    this.#h2.on('sessionError', (err) => log.debug({ err }, 'HTTP/2 session error'));
+  }
+
+  get port(): number {
+    const a = this.#server?.address();
+    return typeof a === 'object' && a ? a.port : this.config.port;
+  }
+
+  resolveRoute(headers: HeaderMap): RouteInfo | undefined {
+    return this.routes?.match(headers);
+  }
+
+  onStreamComplete(fm: FilterManager): void {
+    const s = this.#stats;
+    s.rqActive.sub(1);
+    const code = fm.streamInfo.responseCode;
+    if (code >= 500) s.rq5xx.inc();
+    else if (code >= 400) s.rq4xx.inc();
+    else if (code >= 300) s.rq3xx.inc();
+    else if (code >= 200) s.rq2xx.inc();
+    else s.rq1xx.inc();
+    this.#observer(fm);
+    if (--this.#activeStreams === 0 && this.#draining) this.#notifyDrained();
+  }
+
+  async listen(): Promise<void> {
+    const onSocket = (socket: net.Socket) => {
+      this.#stats.cxTotal.inc();
+      this.#stats.cxActive.add(1);
+      this.#sockets.add(socket);
+      socket.once('close', () => {
+        this.#sockets.delete(socket);
+        this.#stats.cxActive.sub(1);
+      });
+    };
+    let server: net.Server;
+    if (this.#tls) {
+      server = this.#h2 as http2.Http2SecureServer;
+      server.on('secureConnection', onSocket);
+    } else {
+      const h1 = this.#h1;
+      const h2 = this.#h2;
+      server = net.createServer({ noDelay: true }, (socket) => {
+        onSocket(socket);
+        // Sniff the HTTP/2 connection preface (Envoy codec AUTO): a client with prior knowledge
+        // starts with "PRI * HTTP/2.0"; anything else is HTTP/1.x.
+        socket.once('data', (chunk: Buffer) => {
+          socket.pause();
+          socket.unshift(chunk);
+          const n = Math.min(chunk.length, H2_PREFACE.length);
+          const isH2 = n > 0 && chunk.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+          (isH2 ? h2 : h1).emit('connection', socket);
+          socket.resume();
+        });
+      });
+    }
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.config.address, port: this.config.port, reusePort: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  #onRequest(req: AnyRequest, res: AnyResponse): void {
+    if (this.#draining) {
+      // Envoy's drain: tell HTTP/1.1 clients to close; HTTP/2 sessions get GOAWAY at close().
+      res.setHeader('connection', 'close');
+    }
+    const isH2 = req.httpVersionMajor === 2;
+    const socket = req.socket as net.Socket;
+    const si = new StreamInfo();
+    si.protocol = isH2 ? 'HTTP/2' : req.httpVersionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
+    si.listenerName = this.config.name;
+    si.direction = this.config.direction;
+    const remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    si.downstreamRemoteAddress = remote;
+    si.downstreamDirectRemoteAddress = remote;
+    si.downstreamLocalAddress = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
+    if (this.#tls) {
+      const tls = socket as TLSSocket;
+      const servername = (tls as unknown as { servername?: string | false }).servername;
+      si.requestedServerName = typeof servername === 'string' ? servername : '';
+      const cipher = tls.getCipher?.();
+      si.downstreamTls = {
+        protocol: tls.getProtocol?.() ?? '',
+        cipher: cipher?.name ?? '',
+        peerCertificatePresented: !!tls.getPeerCertificate?.()?.subject,
+        alpn: typeof tls.alpnProtocol === 'string' ? tls.alpnProtocol : '',
+      };
+    }
+
+    const headers = new HeaderMap();
+    const scheme = this.#tls ? 'https' : 'http';
+    if (isH2) {
+      const raw = req.rawHeaders;
+      for (let i = 0; i < raw.length; i += 2) {
+        const n = raw[i]!.toLowerCase();
+        if (isHopByHop(n) && !(n === 'te' && raw[i + 1] === 'trailers')) continue;
+        headers.add(n, raw[i + 1]!);
+      }
+      if (!headers.has(':scheme')) headers.add(':scheme', scheme);
+    } else {
+      headers.names.push(':authority', ':path', ':method', ':scheme');
+      headers.values.push(req.headers.host ?? '', req.url ?? '/', req.method ?? 'GET', scheme);
+      const raw = req.rawHeaders;
+      for (let i = 0; i < raw.length; i += 2) {
+        const n = raw[i]!.toLowerCase();
+        if (n === 'host' || (isHopByHop(n) && !(n === 'te' && raw[i + 1] === 'trailers'))) continue;
+        headers.names.push(n);
+        headers.values.push(raw[i + 1]!);
+      }
+    }
+    // Connection manager header rules (Envoy HCM with use_remote_address).
+    const xff = headers.get('x-forwarded-for');
+    headers.set('x-forwarded-for', xff ? `${xff}, ${remote.address}` : remote.address);
+    if (!headers.has('x-forwarded-proto') || this.config.direction === 'gateway') headers.set('x-forwarded-proto', scheme);
+    let rid = headers.get('x-request-id');
+    if (!rid) {
+      rid = randomUUID();
+      headers.add('x-request-id', rid);
+    }
+    si.requestId = rid;
+
+    let endStream: boolean;
+    if (isH2) {
+      endStream = (req as http2.Http2ServerRequest).stream.endAfterHeaders;
+    } else {
+      const h = (req as http.IncomingMessage).headers;
+      endStream = h['transfer-encoding'] === undefined && (h['content-length'] === undefined || h['content-length'] === '0');
+    }
+
+    const codec = new NodeCodec(req, res, isH2);
+    const fm = new FilterManager(this, codec, si, this.chain);
+    codec.fm = fm;
+    this.#activeStreams++;
+    this.#stats.rqTotal.inc();
+    this.#stats.rqActive.add(1);
+
+    res.on('close', () => {
+      if (!codec.finished) fm.onDownstreamReset();
+    });
+    fm.decodeHeaders(headers, endStream);
+    if (endStream) {
+      // Node still emits 'end' on an empty body; nothing to forward.
+      req.resume();
+      return;
+    }
+    req.on('data', (chunk: Buffer) => fm.decodeData(new DataBuffer(chunk), false));
+    req.on('end', () => {
+      const t = req.trailers;
+      let hasTrailers = false;
+      for (const _ in t) {
+        hasTrailers = true;
+        break;
+      }
+      if (hasTrailers) {
+        const tm = new HeaderMap();
+        const raw = req.rawTrailers;
+        for (let i = 0; i < raw.length; i += 2) tm.add(raw[i]!, raw[i + 1]!);
+        fm.decodeTrailers(tm);
+      } else {
+        fm.decodeData(new DataBuffer(), true);
+      }
+    });
+    req.on('error', () => {});
+  }
+
+  /** Swaps the filter chain (new streams only). */
+  setChain(chain: readonly HttpFilterFactory[]): void {
+    this.chain = chain;
+  }
+
+  /** Stops accepting; resolves when in-flight streams finish or the timeout passes. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    this.#server?.close();
+    for (const s of this.#sockets) {
+      // Idle keep-alive HTTP/1.1 connections can close now; busy ones close after their response.
+      const anyS = s as net.Socket & { _httpMessage?: unknown };
+      if (!anyS._httpMessage && !(s as unknown as { alpnProtocol?: string }).alpnProtocol) s.end();
+    }
+    (this.#h2 as http2.Http2Server).close?.();
+    this.#h1.closeIdleConnections?.();
+    if (this.#activeStreams === 0) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      this.#drainWaiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  #notifyDrained(): void {
+    const w = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  async close(): Promise<void> {
+    this.#draining = true;
+    const server = this.#server;
+    for (const s of this.#sockets) s.destroy();
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+    this.#h1.close();
+    (this.#h2 as http2.Http2Server).close?.();
+  }
+}
+
+/** The downstream side of one stream over node:http / node:http2's compatibility API. */
+class NodeCodec implements DownstreamCodec {
+  fm: FilterManager | undefined;
+  finished = false;
+  readonly #req: AnyRequest;
+  readonly #res: AnyResponse;
+  readonly #h2: boolean;
+  #drainHooked = false;
+  constructor(req: AnyRequest, res: AnyResponse, h2: boolean) {
+    this.#req = req;
+    this.#res = res;
+    this.#h2 = h2;
+  }
+
+  encodeHeaders(headers: HeaderMap, endStream: boolean): void {
+    const res = this.#res;
+    const status = Number(headers.get(':status')) || 200;
+    const names = headers.names;
+    const values = headers.values;
+    if (this.#h2) {
+      const out: Record<string, string | string[]> = {};
+      for (let i = 0; i < names.length; i++) {
+        const n = names[i]!;
+        if (n.charCodeAt(0) === 58 || isHopByHop(n)) continue;
+        const prev = out[n];
+        if (prev === undefined) out[n] = values[i]!;
+        else if (Array.isArray(prev)) prev.push(values[i]!);
+        else out[n] = [prev, values[i]!];
+      }
+      (res as http2.Http2ServerResponse).writeHead(status, out);
+    } else {
+      const flat: string[] = [];
+      for (let i = 0; i < names.length; i++) {
+        const n = names[i]!;
+        if (n.charCodeAt(0) === 58 || isHopByHop(n)) continue;
+        flat.push(n, values[i]!);
+      }
+      const r = res as http.ServerResponse;
+      // A response that ends before the request body was read: close the connection (as Envoy).
+      if (!this.#req.complete && !endStream) r.shouldKeepAlive = false;
+      if (!this.#req.complete && endStream) r.shouldKeepAlive = false;
+      r.writeHead(status, flat);
+    }
+    if (endStream) this.#end();
+  }
+
+  encodeData(data: DataBuffer, endStream: boolean): boolean {
+    const res = this.#res;
+    let ok = true;
+    for (const c of data.chunks()) ok = (res as http.ServerResponse).write(c);
+    if (endStream) {
+      this.#end();
+      return true;
+    }
+    if (!ok && !this.#drainHooked) {
+      this.#drainHooked = true;
+      res.once('drain', () => {
+        this.#drainHooked = false;
+        this.fm?.onDownstreamWatermark_(false);
+      });
+    }
+    return ok;
+  }
+
+  encodeTrailers(trailers: HeaderMap): void {
+    const out: Record<string, string> = {};
+    trailers.forEach((n, v) => {
+      out[n] = out[n] === undefined ? v : `${out[n]}, ${v}`;
+    });
+    this.#res.addTrailers(out);
+    this.#end();
+  }
+
+  #end(): void {
+    this.finished = true;
+    (this.#res as http.ServerResponse).end();
+  }
+
+  resetStream(): void {
+    this.finished = true;
+    if (this.#h2) {
+      const stream = (this.#res as http2.Http2ServerResponse).stream;
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    } else {
+      this.#req.socket.destroy();
+    }
+  }
+
+  readDisable(disable: boolean): void {
+    if (disable) this.#req.pause();
+    else this.#req.resume();
+  }
+}
