@@ -114,7 +114,8 @@ function friendlyMessage(e: ErrorObject, segs: PathSeg[], value: unknown): Schem
     }
     case 'type': {
       const want = String(params.type).replace(',', ' or ');
-      return { segs, message: `must be ${/^[aeiou]/.test(want) ? 'an' : 'a'} ${want}, got ${jsonType(value)} ${quoteValue(value)}` };
+      const quoteHint = want === 'string' && (typeof value === 'number' || typeof value === 'boolean') ? ` (quote it in YAML: "${String(value)}")` : '';
+      return { segs, message: `must be ${/^[aeiou]/.test(want) ? 'an' : 'a'} ${want}, got ${jsonType(value)} ${quoteValue(value)}${quoteHint}` };
     }
     case 'enum':
       return { segs, message: `must be one of ${(params.allowedValues as unknown[]).map(String).join(', ')} (got ${quoteValue(value)})` };
