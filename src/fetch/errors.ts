@@ -73,9 +73,9 @@ export class FetchError extends MeshextError {
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const cause = (err as { cause?: unknown }).cause;
-    const code = (err as { code?: string }).code;
+    const code = (err as { code?: unknown }).code;
     let msg = err.message;
-    if (code && !msg.includes(code) && !code.startsWith('MESHEXT_')) msg += ` (${code})`;
+    if (typeof code === 'string' && !msg.includes(code) && !code.startsWith('MESHEXT_')) msg += ` (${code})`;
     if (cause instanceof Error && !msg.includes(cause.message)) msg += `: ${describeError(cause)}`;
     if (err instanceof AggregateError && err.errors.length > 0) msg += `: ${err.errors.map(describeError).join('; ')}`;
     return msg;

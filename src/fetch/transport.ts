@@ -168,7 +168,7 @@ export class Transport {
 async function readLimited(res: Dispatcher.ResponseData, max: number, url: string, step: FetchStep): Promise<Buffer> {
   const len = Number(headerValue(res.headers, 'content-length'));
   if (Number.isFinite(len) && len > max) {
-    res.body.destroy();
+    discard(res);
     throw new FetchError(FetchErrorCode.TooLarge, `response from ${url} is ${len} bytes, over the ${max}-byte limit`, { url, step });
   }
   const chunks: Buffer[] = [];
@@ -176,10 +176,16 @@ async function readLimited(res: Dispatcher.ResponseData, max: number, url: strin
   for await (const chunk of res.body) {
     total += (chunk as Buffer).length;
     if (total > max) {
-      res.body.destroy();
+      discard(res);
       throw new FetchError(FetchErrorCode.TooLarge, `response from ${url} exceeds the ${max}-byte limit`, { url, step });
     }
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks, total);
+}
+
+/** Drops a response body we refuse to read; the abort error undici emits for it is expected. */
+function discard(res: Dispatcher.ResponseData): void {
+  res.body.on('error', () => {});
+  res.body.destroy();
 }
