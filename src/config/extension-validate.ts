@@ -137,7 +137,8 @@ function listMaps(spec: Obj, wasmBase: PathSeg[], wasm: Obj | undefined, out: Ru
   if (wasm && isObj(wasm.vmConfig)) listMapUnique(wasm.vmConfig.env, 'name', [...wasmBase, 'vmConfig', 'env'], out);
 }
 
-function schemaLayer(obj: Obj, kind: 'TrafficExtension' | 'WasmPlugin'): RuleProblem[] {
+/** Layer 1 alone (exported for tests and `analyze`). */
+export function apiserverProblems(obj: Obj, kind: 'TrafficExtension' | 'WasmPlugin'): RuleProblem[] {
   const out: RuleProblem[] = [];
   validateObjectMeta(obj.metadata, out);
   const validate = kind === 'TrafficExtension' ? validateTE : validateWP;
@@ -287,7 +288,8 @@ function webhookMatch(match: unknown, out: RuleProblem[]): void {
   }
 }
 
-function webhookLayer(spec: Obj, kind: 'TrafficExtension' | 'WasmPlugin'): RuleProblem[] {
+/** Layer 2 alone, on a spec (exported for tests: most of its checks are shadowed by layer 1). */
+export function webhookProblems(spec: Obj, kind: 'TrafficExtension' | 'WasmPlugin'): RuleProblem[] {
   const out: RuleProblem[] = [];
   const refsSet = Array.isArray(spec.targetRefs) && spec.targetRefs.length > 0;
   const count = (spec.selector !== undefined ? 1 : 0) + (kind === 'WasmPlugin' && spec.targetRef !== undefined ? 1 : 0) + (refsSet ? 1 : 0);
@@ -360,9 +362,9 @@ export function runtimeLayer(spec: Obj, ns: string, name: string): RuleProblem[]
  * on the TrafficExtension form, after WasmPlugin translation: see runtimeLayer.
  */
 export function admissionProblems(obj: Obj, kind: 'TrafficExtension' | 'WasmPlugin'): RuleProblem[] {
-  const l1 = schemaLayer(obj, kind);
+  const l1 = apiserverProblems(obj, kind);
   if (l1.some((p) => p.level === 'error')) return l1;
-  return [...l1, ...webhookLayer(obj.spec as Obj, kind)];
+  return [...l1, ...webhookProblems(obj.spec as Obj, kind)];
 }
 
 export function problemPath(p: RuleProblem): string {
