@@ -354,13 +354,14 @@ class Loader {
       err(['data', '.dockerconfigjson'], 'Required value');
     }
     if (json !== undefined) {
+      // Never echo secret contents (JSON.parse's messages quote the input).
+      let parsed: unknown;
       try {
-        const parsed: unknown = JSON.parse(json);
-        if (!isObj(parsed)) throw new Error('not a JSON object');
-      } catch (e) {
-        // Never echo secret contents.
-        err(['data', '.dockerconfigjson'], `Invalid value: "<secret contents redacted>": ${(e as Error).message}`);
+        parsed = JSON.parse(json);
+      } catch {
+        err(['data', '.dockerconfigjson'], 'Invalid value: "<secret contents redacted>": not valid JSON');
       }
+      if (parsed !== undefined && !isObj(parsed)) err(['data', '.dockerconfigjson'], 'Invalid value: "<secret contents redacted>": must be a JSON object ({"auths": {...}})');
     }
     if (errors.length) {
       this.issues.push(...errors);
