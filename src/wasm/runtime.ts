@@ -1,0 +1,137 @@
+/**
+ * The ExtensionRuntime for `wasm` TrafficExtensions. Importing this module registers it.
+ *
+ * Module bytes come from `moduleSource` (default: `file://` URLs and plain paths read locally);
+ * src/fetch plugs OCI/HTTP in with `setModuleSource()`. Compilation is cached per isolate by
+ * sha256 (module.ts); each extension gets its own VM per worker (plugin.ts).
+ */
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import type { TrafficExtension, WasmConfig } from '../config/types.ts';
+import { extensionFilterName, registerRuntime, type ExtensionRuntime, type LoadedExtension, type WorkerServices } from '../proxy/extension-runtime.ts';
+import { Limits } from './abi.ts';
+import { compilePlugin, WasmLoadError } from './module.ts';
+import { encodeString } from './pairs.ts';
+import { WasmPlugin, type PluginOptions } from './plugin.ts';
+import type { VmServices } from './vm.ts';
+
+/** Resolves a WasmConfig to module bytes. Throwing = fetch failure (governed by failStrategy). */
+export type ModuleSource = (wasm: WasmConfig, ext: TrafficExtension, services: WorkerServices) => Promise<Uint8Array>;
+
+/** Local files only: `file:///abs/path`, `/abs/path` or a path relative to the extension's file. */
+export const localModuleSource: ModuleSource = async (wasm, ext) => {
+  const url = wasm.url;
+  let path: string;
+  if (url.startsWith('file://')) path = fileURLToPath(url);
+  else if (url.startsWith('/') || url.startsWith('./') || url.startsWith('../')) path = resolve(ext.origin.file ? resolve(ext.origin.file, '..') : process.cwd(), url);
+  else throw new WasmLoadError('fetch', `no module fetcher for '${url}' (only file:// and local paths are built in)`);
+  const bytes = await readFile(path);
+  if (bytes.length < 8 || bytes.readUInt32BE(0) !== 0x0061736d) throw new WasmLoadError('fetch', `fetched Wasm binary ${path} is invalid (no \\0asm magic)`);
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+};
+
+let moduleSource: ModuleSource = localModuleSource;
+
+/** Installs the module fetcher (src/fetch: oci://, http(s)://, with caching and sha256 checks). */
+export function setModuleSource(source: ModuleSource): void {
+  moduleSource = source;
+}
+
+export interface WasmRuntimeOverrides {
+  /** FAIL_RELOAD backoff base in ms (tests). */
+  reloadBackoffBaseMs?: number;
+  /** Receives plugin log lines (tests). */
+  logSink?: (level: number, message: string) => void;
+}
+
+const overrides: WasmRuntimeOverrides = {};
+export function setWasmRuntimeOverrides(o: WasmRuntimeOverrides): void {
+  Object.assign(overrides, o);
+}
+
+/** VM environment from vmConfig.env (INLINE values, HOST values from our own environment). */
+export function vmEnv(wasm: WasmConfig): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const e of wasm.vmConfig?.env ?? []) {
+    if (e.name.startsWith('ISTIO_META_')) continue; // stripped by istio-agent
+    if (e.valueFrom === 'HOST') {
+      const v = process.env[e.name];
+      if (v !== undefined) out.push([e.name, v]);
+    } else {
+      out.push([e.name, e.value ?? '']);
+    }
+  }
+  return out;
+}
+
+/** Builds the options of a plugin from its resource and the worker's services. */
+export function pluginOptions(ext: TrafficExtension, services: Pick<WorkerServices, 'bootstrap' | 'clusters' | 'stats'>): PluginOptions {
+  const wasm = ext.spec.wasm!;
+  const filterName = extensionFilterName(ext);
+  const configuration = wasm.pluginConfig && Object.keys(wasm.pluginConfig).length > 0 ? encodeString(JSON.stringify(wasm.pluginConfig)) : new Uint8Array(0);
+  const vmServices: VmServices = {
+    clusters: services.clusters,
+    stats: services.stats,
+    identity: services.bootstrap.identity,
+    logSink: overrides.logSink,
+  };
+  return {
+    filterName,
+    statName: `${ext.metadata.namespace}.${ext.metadata.name}`,
+    plugin: { name: `${ext.metadata.namespace}.${ext.metadata.name}`, rootId: wasm.pluginName ?? '', configuration },
+    failStrategy: wasm.failStrategy ?? 'FAIL_CLOSE',
+    // Istio never sets vm_id: every plugin shares the '' namespace for shared data/queues.
+    vmId: '',
+    vmConfiguration: new Uint8Array(0),
+    env: vmEnv(wasm),
+    cpuBudgetMs: services.bootstrap.wasm?.cpuBudgetMs ?? 0,
+    services: vmServices,
+    ...(overrides.reloadBackoffBaseMs !== undefined ? { reloadBackoffBaseMs: overrides.reloadBackoffBaseMs } : {}),
+  };
+}
+
+function memoryPages(services: Pick<WorkerServices, 'bootstrap'>): number {
+  const bytes = services.bootstrap.wasm?.memoryLimitBytes || Limits.defaultMemoryBytes;
+  return Math.max(1, Math.floor(bytes / 65536));
+}
+
+/** Loads a plugin from bytes (shared by the runtime and tests). Never throws for plugin faults. */
+export async function loadPlugin(bytes: Uint8Array | Error, opts: PluginOptions, maxPages: number): Promise<WasmPlugin> {
+  if (bytes instanceof Error) return WasmPlugin.failedToLoad(opts, bytes, 'fetch');
+  let compiled;
+  try {
+    compiled = await compilePlugin(bytes, { cpuBudget: opts.cpuBudgetMs > 0, maxPages });
+  } catch (err) {
+    return WasmPlugin.failedToLoad(opts, err as Error, 'compile');
+  }
+  return WasmPlugin.create(opts, compiled);
+}
+
+export const wasmRuntime: ExtensionRuntime = {
+  kind: 'wasm',
+  async load(ext: TrafficExtension, services: WorkerServices): Promise<LoadedExtension> {
+    const wasm = ext.spec.wasm;
+    if (!wasm) throw new Error(`TrafficExtension ${ext.metadata.namespace}/${ext.metadata.name} has no wasm section`);
+    const opts = pluginOptions(ext, services);
+    let bytes: Uint8Array | Error;
+    try {
+      bytes = await moduleSource(wasm, ext, services);
+    } catch (err) {
+      bytes = err as Error;
+    }
+    const plugin = await loadPlugin(bytes, opts, memoryPages(services));
+    const network = wasm.type === 'NETWORK';
+    return {
+      filterName: opts.filterName,
+      httpFilterFactory: () => (network ? null : { name: opts.filterName, create: (cb) => plugin.createHttpFilter(cb) }),
+      networkFilterFactory: () => (network ? { name: opts.filterName, create: (cb) => plugin.createNetworkFilter(cb) } : null),
+      describe: () => ({ kind: 'wasm', url: wasm.url, ...plugin.describe() }),
+      release: () => {
+        void plugin.release();
+      },
+    };
+  },
+};
+
+registerRuntime(wasmRuntime);
