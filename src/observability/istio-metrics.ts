@@ -4,9 +4,10 @@
  * istio_response_bytes (HTTP) and istio_tcp_connections_opened_total / _closed_total,
  * istio_tcp_sent_bytes_total / _received_bytes_total (TCP), with Istio's label set.
  *
- * Hot path: every label that can vary per request is reduced to a short string key; a Map from
- * that key to pre-created counter/histogram handles means a request costs one key concat and one
- * map lookup. Label objects are built only the first time a combination is seen.
+ * Hot path: pre-created counter/histogram handles sit in a small tree of Maps keyed by the parts
+ * that vary per request (connection context → destination service → status code → response
+ * flags), so a request costs a few Map lookups on short or integer keys and no allocation.
+ * Label objects are built only the first time a combination is seen.
  *
  * Cardinality guard: labels derived from request data (the authority used as destination_service
  * when no service is known, peer metadata) are attacker-influenced on a gateway. Once a recorder
@@ -188,6 +189,11 @@ interface RequestSeries {
   responseBytes: Histogram;
 }
 
+/** service → status key → flags (+ odd gRPC status) → series. */
+type HttpContext = Map<string, Map<number, Map<string, RequestSeries>>>;
+
+const GRPC_STATUS_INDEX = new Map<string, number>(Array.from({ length: 17 }, (_, i) => [String(i), i]));
+
 interface TcpSeries {
   opened: Counter;
   closed: Counter;
@@ -207,7 +213,9 @@ export class IstioMetrics {
   readonly #store: StatsStore;
   readonly #identity: ProxyIdentity;
   readonly #maxSeries: number;
-  readonly #http = new Map<string, RequestSeries>();
+  readonly #httpFast: (HttpContext | undefined)[] = [];
+  readonly #httpSlow = new Map<string, HttpContext>();
+  #httpSeries = 0;
   readonly #tcp = new Map<string, TcpSeries>();
   // Peer objects usually live for a connection; their key is computed once per object.
   readonly #peerKeys = new WeakMap<PeerInfo, string>();
@@ -221,7 +229,7 @@ export class IstioMetrics {
 
   /** Number of distinct HTTP + TCP label sets created so far. */
   get seriesCount(): number {
-    return this.#http.size + this.#tcp.size;
+    return this.#httpSeries + this.#tcp.size;
   }
 
   #peerKey(p: PeerInfo | undefined): string {
@@ -284,6 +292,21 @@ export class IstioMetrics {
     };
   }
 
+  // Contexts: the labels that vary per connection (reporter, security policy, principal, peer).
+  // Without a peer or principal (the common case) they sit in a 6-slot array.
+  #httpContext(reporter: 'source' | 'destination', policy: string, principal: string | undefined, peer: PeerInfo | undefined): HttpContext {
+    if (principal === undefined && peer === undefined) {
+      const slot = (reporter === 'source' ? 0 : 3) + (policy === UNKNOWN ? 0 : policy === 'none' ? 1 : 2);
+      let ctx = this.#httpFast[slot];
+      if (!ctx) this.#httpFast[slot] = ctx = new Map();
+      return ctx;
+    }
+    const key = `${reporter}\u0001${policy}\u0001${principal ?? ''}\u0001${this.#peerKey(peer)}`;
+    let ctx = this.#httpSlow.get(key);
+    if (!ctx) this.#httpSlow.set(key, (ctx = new Map()));
+    return ctx;
+  }
+
   /** Records one completed HTTP stream. */
   recordRequest(info: StreamInfo, facts: IstioRequestFacts = {}): void {
     const reporter = reporterFor(info.direction);
@@ -296,26 +319,43 @@ export class IstioMetrics {
     const ct = reqH?.get('content-type');
     const grpc = ct !== undefined && ct.startsWith('application/grpc');
     const code = info.responseCode;
-    let grpcStatus = '';
-    if (grpc) grpcStatus = facts.responseTrailers?.get('grpc-status') ?? facts.responseHeaders?.get('grpc-status') ?? grpcFromHttp(code);
     const flags = info.responseFlagsString();
+    // Status part of the key as a small integer: code * 32 + (0 = not gRPC, 1 + status for the 17
+    // standard gRPC statuses, 31 = anything else, which then also goes into the innermost key).
+    let statusKey = code * 32;
+    let leafKey = flags;
+    let grpcStatus = '';
+    if (grpc) {
+      grpcStatus = facts.responseTrailers?.get('grpc-status') ?? facts.responseHeaders?.get('grpc-status') ?? grpcFromHttp(code);
+      const g = grpcStatus.length <= 2 ? GRPC_STATUS_INDEX.get(grpcStatus) : undefined;
+      if (g !== undefined) statusKey += 1 + g;
+      else {
+        statusKey += 31;
+        leafKey = `${flags}\u0001${grpcStatus}`;
+      }
+    }
     const policy = reporter === 'source' ? UNKNOWN : info.downstreamTls?.peerCertificatePresented ? 'mutual_tls' : 'none';
-    let peer = facts.peer;
-    const codeStr = code >= 0 && code < 600 ? CODE_STRINGS[code]! : String(code);
     const principal = facts.localPrincipal;
+    let peer = facts.peer;
 
-    let key = `${reporter}\u0001${service}\u0001${grpc ? 'g' : 'h'}\u0001${codeStr}\u0001${grpcStatus}\u0001${flags}\u0001${policy}\u0001${principal ?? ''}\u0001${this.#peerKey(peer)}`;
-    let series = this.#http.get(key);
+    // Three lookups with short keys whose hashes V8 caches on the string (or SMI keys), instead of
+    // one lookup on a long concatenated key that would need flattening and hashing each time.
+    let byService = this.#httpContext(reporter, policy, principal, peer);
+    let byStatus = byService.get(service);
+    let byFlags = byStatus?.get(statusKey);
+    let series = byFlags?.get(leafKey);
     if (!series) {
       if (this.seriesCount >= this.#maxSeries) {
         service = UNKNOWN;
         peer = undefined;
-        key = `${reporter}\u0001${service}\u0001${grpc ? 'g' : 'h'}\u0001${codeStr}\u0001${grpcStatus}\u0001${flags}\u0001${policy}\u0001${principal ?? ''}\u0001`;
-        series = this.#http.get(key);
+        byService = this.#httpContext(reporter, policy, principal, peer);
+        byStatus = byService.get(service);
+        byFlags = byStatus?.get(statusKey);
+        series = byFlags?.get(leafKey);
       }
       if (!series) {
         const labels = this.#labels(reporter, service, peer, principal, grpc ? 'grpc' : 'http', policy, flags);
-        labels.response_code = codeStr;
+        labels.response_code = code >= 0 && code < 600 ? CODE_STRINGS[code]! : String(code);
         labels.grpc_response_status = grpcStatus;
         const s = this.#store;
         series = {
@@ -324,7 +364,10 @@ export class IstioMetrics {
           requestBytes: s.histogram('istio_request_bytes', labels, BYTE_BUCKETS),
           responseBytes: s.histogram('istio_response_bytes', labels, BYTE_BUCKETS),
         };
-        this.#http.set(key, series);
+        if (!byStatus) byService.set(service, (byStatus = new Map()));
+        if (!byFlags) byStatus.set(statusKey, (byFlags = new Map()));
+        byFlags.set(leafKey, series);
+        this.#httpSeries++;
       }
     }
     series.requests.inc();
