@@ -152,7 +152,8 @@ function build(raw: unknown, file: string, loc: YamlLocator, opts: BootstrapOpti
   const clusters = buildClusters(root.clusters, issues, baseDir, opts);
   const routeTables = buildRouteTables(root.routeConfigs, issues);
   const listeners = buildListeners(root.listeners, issues, baseDir, opts);
-  crossCheck(listeners, routeTables, clusters, issues, { admin, prometheus, readiness });
+  const explicit = new Set(['admin', 'prometheus', 'readiness'].filter((k) => isObj(root[k])));
+  crossCheck(listeners, routeTables, clusters, issues, { admin, prometheus, readiness, explicit });
 
   const lua = isObj(root.lua) ? root.lua : {};
   const wasm = isObj(root.wasm) ? root.wasm : {};
@@ -410,7 +411,7 @@ function crossCheck(
   tables: RouteTableConfig[],
   clusters: ClusterConfig[],
   issues: Issues,
-  fixed: { admin: AdminConfig | null; prometheus: AdminConfig | null; readiness: AdminConfig | null },
+  fixed: { admin: AdminConfig | null; prometheus: AdminConfig | null; readiness: AdminConfig | null; explicit: Set<string> },
 ): void {
   duplicates(listeners.map((l) => l.name), 'listener', (i) => ['listeners', i, 'name'], issues);
   duplicates(tables.map((t) => t.name), 'route config', (i) => ['routeConfigs', i, 'name'], issues);
@@ -465,15 +466,20 @@ function crossCheck(
 
   // Ports in use: two sockets on the same port conflict when their addresses are equal or one is a
   // wildcard. Port 0 asks the OS for a free port and never conflicts.
-  const used: { what: string; segs: PathSeg[]; address: string; port: number }[] = [];
-  const claim = (what: string, segs: PathSeg[], e: { address: string; port: number } | null): void => {
+  // Defaults are claimed first so that a clash is reported on the entry the user wrote.
+  const used: { what: string; address: string; port: number; byDefault: boolean }[] = [];
+  const claim = (what: string, segs: PathSeg[], e: { address: string; port: number } | null, byDefault = false): void => {
     if (!e || e.port === 0) return;
     const clash = used.find((u) => u.port === e.port && (u.address === e.address || anyAddress(u.address) || anyAddress(e.address)));
-    if (clash) issues.error([...segs, 'port'], `port ${e.port} on ${e.address} is already used by ${clash.what} (${clash.address}:${clash.port}); pick another port`);
-    else used.push({ what, segs, address: e.address, port: e.port });
+    if (clash) {
+      const hint = !clash.byDefault ? '' : clash.what === 'admin' ? ', its default; set admin.port to move it' : `, its default; set ${clash.what}: to another port or null`;
+      issues.error([...segs, 'port'], `port ${e.port} on ${e.address} is already used by ${clash.what} (${clash.address}:${clash.port}${hint}); pick another port`);
+    } else {
+      used.push({ what, address: e.address, port: e.port, byDefault });
+    }
   };
-  claim('admin', ['admin'], fixed.admin);
-  claim('prometheus', ['prometheus'], fixed.prometheus);
-  claim('readiness', ['readiness'], fixed.readiness);
+  const fixedOnes = [['admin', fixed.admin], ['prometheus', fixed.prometheus], ['readiness', fixed.readiness]] as const;
+  for (const [what, e] of fixedOnes) if (!fixed.explicit.has(what)) claim(what, [what], e, true);
+  for (const [what, e] of fixedOnes) if (fixed.explicit.has(what)) claim(what, [what], e);
   listeners.forEach((l, i) => claim(`listener ${JSON.stringify(l.name)}`, ['listeners', i], l));
 }
