@@ -109,6 +109,11 @@ export class DataPlane {
     }
   }
 
+  /** The router factory that ends every HTTP chain (tests compose chains around it). */
+  get routerFactory(): HttpFilterFactory {
+    return this.#router;
+  }
+
   get ready(): boolean {
     return this.#ready;
   }

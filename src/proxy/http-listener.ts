@@ -150,8 +150,14 @@ export class HttpListener implements StreamContext {
           socket.unshift(chunk);
           const n = Math.min(chunk.length, H2_PREFACE.length);
           const isH2 = n > 0 && chunk.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-          (isH2 ? h2 : h1).emit('connection', socket);
-          socket.resume();
+          if (isH2) {
+            // node:http2 reads what is already buffered on the socket itself (on the next tick);
+            // resuming here would flow the preface away to no listener.
+            h2.emit('connection', socket);
+          } else {
+            h1.emit('connection', socket);
+            socket.resume();
+          }
         });
       });
     }
@@ -349,9 +355,8 @@ class NodeCodec implements DownstreamCodec {
         flat.push(n, values[i]!);
       }
       const r = res as http.ServerResponse;
-      // A response that ends before the request body was read: close the connection (as Envoy).
-      if (!this.#req.complete && !endStream) r.shouldKeepAlive = false;
-      if (!this.#req.complete && endStream) r.shouldKeepAlive = false;
+      // A response sent before the whole request arrived: close the connection after it (as Envoy).
+      if (this.fm !== undefined && !this.fm.decoder.endReceived) r.shouldKeepAlive = false;
       r.writeHead(status, flat);
     }
     if (endStream) this.#end();
