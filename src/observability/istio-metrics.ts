@@ -41,7 +41,11 @@ export interface IstioRequestFacts {
   responseHeaders?: HeaderLike;
   /** gRPC status usually arrives in trailers. */
   responseTrailers?: HeaderLike;
-  /** The FQDN of the service the route's cluster targets; defaults to the request authority without port. */
+  /**
+   * The FQDN of the service the route's cluster targets. Defaults to the service in an Istio-style
+   * upstream cluster name (`outbound|80||svc.ns.svc.cluster.local`), else the request authority
+   * without its port.
+   */
   destinationService?: string;
   /** The peer: the upstream workload for reporter=source, the downstream one for reporter=destination. */
   peer?: PeerInfo;
@@ -220,6 +224,7 @@ export class IstioMetrics {
   // Peer objects usually live for a connection; their key is computed once per object.
   readonly #peerKeys = new WeakMap<PeerInfo, string>();
   readonly #self = new Map<string, Workload>();
+  readonly #clusterServices = new Map<string, string>();
 
   constructor(store: StatsStore, identity: ProxyIdentity, opts: IstioMetricsOptions = {}) {
     this.#store = store;
@@ -240,6 +245,21 @@ export class IstioMetrics {
       this.#peerKeys.set(p, k);
     }
     return k;
+  }
+
+  /**
+   * Istio's cluster names carry the service: `outbound|9080|v1|reviews.default.svc.cluster.local`.
+   * Other names say nothing about the service (undefined → the authority is used). Cached per
+   * name: cluster names are few and the same string objects on every request.
+   */
+  #clusterService(cluster: string): string | undefined {
+    let v = this.#clusterServices.get(cluster);
+    if (v === undefined) {
+      const m = /^(?:outbound|inbound)\|\d*\|[^|]*\|(.+)$/.exec(cluster);
+      v = m ? m[1]! : '';
+      if (this.#clusterServices.size < 10_000) this.#clusterServices.set(cluster, v);
+    }
+    return v === '' ? undefined : v;
   }
 
   #selfWorkload(principal: string | undefined): Workload {
@@ -311,7 +331,7 @@ export class IstioMetrics {
   recordRequest(info: StreamInfo, facts: IstioRequestFacts = {}): void {
     const reporter = reporterFor(info.direction);
     const reqH = facts.requestHeaders;
-    let service = facts.destinationService;
+    let service = facts.destinationService ?? (info.upstreamCluster !== undefined ? this.#clusterService(info.upstreamCluster) : undefined);
     if (service === undefined) {
       const authority = reqH?.get(':authority') ?? reqH?.get('host');
       service = authority ? stripPort(authority) : UNKNOWN;

@@ -124,6 +124,18 @@ describe('istio standard metrics', { timeout: 20_000 }, () => {
     assert.ok(find(store, 'istio_requests_total', (x) => x.connection_security_policy === 'none' && x.destination_service === 'productpage' && x.destination_service_namespace === 'unknown').length === 1);
   });
 
+  it('destination_service from an Istio cluster name beats the authority', () => {
+    const store = new StatsStore();
+    const m = new IstioMetrics(store, identity);
+    m.recordRequest(stream('sidecar_outbound', 200, { upstreamCluster: 'outbound|9080|v2|ratings.shop.svc.cluster.local' }), { requestHeaders: reqHeaders('ratings:9080') });
+    m.recordRequest(stream('sidecar_outbound', 200, { upstreamCluster: 'plain-cluster' }), { requestHeaders: reqHeaders('ratings:9080') });
+    const svcs = find(store, 'istio_requests_total').map((e) => [e.tags.destination_service, e.tags.destination_service_name, e.tags.destination_service_namespace]);
+    assert.deepEqual(svcs.sort(), [
+      ['ratings', 'ratings', 'unknown'],
+      ['ratings.shop.svc.cluster.local', 'ratings', 'shop'],
+    ]);
+  });
+
   it('gateway + gRPC: protocol grpc and grpc status from trailers or mapped from HTTP', () => {
     const store = new StatsStore();
     const m = new IstioMetrics(store, identity);
