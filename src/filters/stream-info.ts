@@ -60,6 +60,13 @@ export class StreamInfo {
   readonly dynamicMetadata = new Map<string, Record<string, unknown>>();
   /** Envoy's filter state: shared by all filters of the stream, keyed by name. */
   readonly filterState = new Map<string, unknown>();
+  /**
+   * Envoy's shouldDrainConnectionUponCompletion (set by Lua drainConnectionUponCompletion()):
+   * HTTP/1.1 answers with `Connection: close`, HTTP/2 sends GOAWAY after this stream.
+   */
+  drainConnectionUponCompletion = false;
+  /** Custom HTTP/1 reason phrase for the response (Lua setHttp1ReasonPhrase); ignored on HTTP/2. */
+  http1ReasonPhrase: string | undefined;
 
   setDynamicMetadata(namespace: string, key: string, value: unknown): void {
     let ns = this.dynamicMetadata.get(namespace);

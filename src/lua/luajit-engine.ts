@@ -1,0 +1,133 @@
+/**
+ * LuaJIT through our own N-API addon (src/lua/native/luajit.c), linked against the system's
+ * libluajit (Debian libluajit2-5.1-dev). Optional: when the addon is not built, createLuajitEngine()
+ * returns undefined and says why; build it with `node src/lua/native/build.ts`.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import {
+  Multi,
+  ResumeStatus,
+  type HostFunction,
+  type LuaEngine,
+  type LuaState,
+  type LuaValue,
+  type PushValue,
+  type ResumeResult,
+  type StateOptions,
+  type ThreadRef,
+} from './engine.ts';
+
+/** Where build.ts puts the addon (under the repo's gitignored build/). */
+export const ADDON_PATH = fileURLToPath(new URL('../../build/lua-native/build/Release/meshext_luajit.node', import.meta.url));
+
+interface Addon {
+  init(multi: typeof Multi): void;
+  newState(memoryLimit: number, budget: boolean, unsafe: boolean): object;
+  setHostTable(st: object, name: string, keys: string[], fns: HostFunction[]): void;
+  exec(st: object, code: string, chunkName: string, budget: number): string | undefined;
+  takeEntry(st: object, name: string): void;
+  /** [ref, status, used, ...values] */
+  start(st: object, args: readonly PushValue[], budget: number): unknown[];
+  /** [status, used, ...values] */
+  resume(st: object, ref: number, args: readonly PushValue[], budget: number): unknown[];
+  release(st: object, ref: number): void;
+  memory(st: object): number;
+  gc(st: object): void;
+  close(st: object): void;
+  version(): string;
+}
+
+let addon: Addon | undefined;
+let reason = '';
+let tried = false;
+
+function loadAddon(): Addon | undefined {
+  if (tried) return addon;
+  tried = true;
+  if (process.env.MESHEXT_LUAJIT === '0') {
+    reason = 'disabled by MESHEXT_LUAJIT=0';
+    return undefined;
+  }
+  if (!existsSync(ADDON_PATH)) {
+    reason = `the LuaJIT addon is not built (${ADDON_PATH} missing; install libluajit2-5.1-dev and run \`node src/lua/native/build.ts\`)`;
+    return undefined;
+  }
+  try {
+    const a = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+    a.init(Multi);
+    addon = a;
+  } catch (e) {
+    reason = `the LuaJIT addon failed to load: ${(e as Error).message}`;
+  }
+  return addon;
+}
+
+export function luajitUnavailableReason(): string {
+  loadAddon();
+  return reason;
+}
+
+function result(r: unknown[], off: number): ResumeResult {
+  const status = r[off] as ResumeStatus;
+  const used = r[off + 1] as number;
+  if (status === ResumeStatus.Error) return { status, values: [], error: String(r[off + 2] ?? 'nil'), used };
+  return { status, values: r.slice(off + 2) as LuaValue[], error: '', used };
+}
+
+class LuajitState implements LuaState {
+  readonly #a: Addon;
+  readonly #st: object;
+  #closed = false;
+  constructor(a: Addon, o: StateOptions) {
+    this.#a = a;
+    this.#st = a.newState(o.memoryLimitBytes, o.budgetEnabled, o.allowUnsafeLibs);
+  }
+  exec(code: string, chunkName: string, budget: number): void {
+    const e = this.#a.exec(this.#st, code, chunkName, budget);
+    if (e !== undefined) throw new Error(e);
+  }
+  setHostTable(name: string, fns: Readonly<Record<string, HostFunction>>): void {
+    this.#a.setHostTable(this.#st, name, Object.keys(fns), Object.values(fns));
+  }
+  takeEntry(name: string): void {
+    this.#a.takeEntry(this.#st, name);
+  }
+  start(args: readonly PushValue[], budget: number): [ThreadRef, ResumeResult] {
+    const r = this.#a.start(this.#st, args, budget);
+    return [r[0] as number, result(r, 1)];
+  }
+  resume(thread: ThreadRef, args: readonly PushValue[], budget: number): ResumeResult {
+    return result(this.#a.resume(this.#st, thread, args, budget), 0);
+  }
+  release(thread: ThreadRef): void {
+    if (!this.#closed) this.#a.release(this.#st, thread);
+  }
+  memoryUsed(): number {
+    return this.#a.memory(this.#st);
+  }
+  collect(): void {
+    this.#a.gc(this.#st);
+  }
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#a.close(this.#st);
+  }
+}
+
+let engine: LuaEngine | undefined;
+
+export function createLuajitEngine(): LuaEngine | undefined {
+  if (engine) return engine;
+  const a = loadAddon();
+  if (!a) return undefined;
+  engine = {
+    name: 'luajit',
+    version: a.version(),
+    compatPrelude: '',
+    createState: (o) => new LuajitState(a, o),
+  };
+  return engine;
+}

@@ -1,0 +1,625 @@
+/**
+ * The Envoy-facing Lua layer, identical on every engine: builds Envoy's stream-handle API (handle,
+ * header, buffer, metadata, stream-info, connection and SSL objects) as userdata with metatables
+ * over ONE flat table of host functions. Written in the common subset of Lua 5.1 (LuaJIT) and 5.4.
+ *
+ * Conventions:
+ * - every host call carries (cid, seg): the hook invocation and its run segment. JS rejects calls
+ *   from a finished hook or an earlier segment with Envoy's "object used outside of proper scope",
+ *   which is how objects "die" after every yield without touching them.
+ * - host errors come back as (false, message) and are raised HERE with error(msg, 2), so the
+ *   message carries the script's line number exactly as Envoy's luaL_error does.
+ * - blocking methods yield (SENTINEL, op, ...) to the driver; the driver resumes with
+ *   (newSeg, results...) or (newSeg, false, message) to raise an error at the call site.
+ */
+export const SENTINEL = '\u0001meshext.block';
+
+export const PRELUDE = String.raw`
+local H = __meshext_host
+local ENG = __meshext_engine
+__meshext_host = nil
+__meshext_engine = nil
+local SENT = "\1meshext.block"
+local DEAD = "object used outside of proper scope"
+local type, tostring, error, select, setmetatable, next = type, tostring, error, select, setmetatable, next
+local yield = coroutine.yield
+local format = string.format
+local newproxy, getmetatable, tonumber, floor = newproxy, getmetatable, tonumber, math.floor
+
+-- userdata objects: one metatable per type, per-object fields in a weak-keyed side table
+local D = setmetatable({}, { __mode = "k" })
+local newtype
+if ENG and ENG.newud then
+  local newud = ENG.newud
+  newtype = function(mt) return function(d) local u = newud(mt); D[u] = d; return u end end
+else
+  newtype = function(mt)
+    local proto = newproxy(true)
+    local pmt = getmetatable(proto)
+    for k, v in next, mt do pmt[k] = v end
+    return function(d) local u = newproxy(proto); D[u] = d; return u end
+  end
+end
+
+local function tname(v, i, n)
+  if v == nil and i > n then return "no value" end
+  return type(v)
+end
+-- luaL_checkstring as seen from a method: numbers are accepted and converted.
+local function cstr(v, i, fname, n)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" then return tostring(v) end
+  error(format("bad argument #%d to '%s' (string expected, got %s)", i, fname, tname(v, i, n or i)), 3)
+end
+local function cint(v, i, fname)
+  local t = type(v)
+  if t == "number" then return v end
+  if t == "string" and tonumber(v) then return tonumber(v) end
+  error(format("bad argument #%d to '%s' (number expected, got %s)", i, fname, tname(v, i, i - 1)), 3)
+end
+local function self_d(self)
+  local d = D[self]
+  if d == nil then error("calling method on bad self", 3) end
+  return d
+end
+-- the handle's seg is bumped on every resume and set to -1 when the hook ends or responds
+local function live(self)
+  local d = D[self]
+  if d == nil then error("calling method on bad self", 3) end
+  if d.seg ~= d.h.seg then error(DEAD, 3) end
+  return d
+end
+-- a host result of (false, msg) raises msg at the script's call site
+local function chk(a, b)
+  if a == false then error(b, 3) end
+  return a, b
+end
+local function ret1(a, b)
+  if a == false then error(b, 3) end
+  if a ~= nil then return a end
+end
+
+-- log methods, shared by every object type (as in Envoy's current main)
+local function addlog(M)
+  local levels = { logTrace = 0, logDebug = 1, logInfo = 2, logWarn = 3, logErr = 4, logCritical = 5 }
+  for name, lvl in next, levels do
+    M[name] = function(self, msg)
+      local d = self_d(self)
+      local t = type(msg)
+      if t ~= "string" and t ~= "number" then
+        error(format("bad argument #1 to '%s' (string expected, got %s)", name, msg == nil and "no value" or t), 2)
+      end
+      chk(H.log(d.cid, d.seg, lvl, tostring(msg)))
+    end
+  end
+end
+
+-- ---------------------------------------------------------------- headers
+local HM = {}
+local RHM = {} -- read-only (downstreamRequestHeaders)
+local function hiter(self)
+  local d = self_d(self)
+  if d.iter then error("cannot create a second iterator before completing the first", 2) end
+  local flat = chk(H.hpairs(d.cid, d.seg, d.w))
+  d.iter = true
+  local i, n, h = -1, #flat, d.h
+  local seg = d.seg
+  return function()
+    if h.seg ~= seg then error(DEAD, 2) end
+    i = i + 2
+    if i > n then d.iter = false; return nil end
+    return flat[i], flat[i + 1]
+  end, self, nil
+end
+function HM:get(k)
+  local d = self_d(self)
+  return ret1(H.hget(d.cid, d.seg, d.w, cstr(k, 1, "get")))
+end
+function HM:getAtIndex(k, i)
+  local d = self_d(self)
+  return ret1(H.hidx(d.cid, d.seg, d.w, cstr(k, 1, "getAtIndex"), cint(i, 2, "getAtIndex")))
+end
+function HM:getNumValues(k)
+  local d = self_d(self)
+  return (chk(H.hnum(d.cid, d.seg, d.w, cstr(k, 1, "getNumValues"))))
+end
+local function mut(d)
+  if d.iter then error("header map cannot be modified while iterating", 3) end
+end
+function HM:add(k, v)
+  local d = self_d(self)
+  k = cstr(k, 1, "add")
+  v = cstr(v, 2, "add")
+  mut(d)
+  chk(H.hadd(d.cid, d.seg, d.w, k, v))
+end
+function HM:replace(k, v)
+  local d = self_d(self)
+  k = cstr(k, 1, "replace")
+  v = cstr(v, 2, "replace")
+  mut(d)
+  chk(H.hrep(d.cid, d.seg, d.w, k, v))
+end
+function HM:remove(k)
+  local d = self_d(self)
+  k = cstr(k, 1, "remove")
+  mut(d)
+  chk(H.hrem(d.cid, d.seg, d.w, k))
+end
+function HM:setHttp1ReasonPhrase(p)
+  local d = self_d(self)
+  chk(H.hreason(d.cid, d.seg, d.w, cstr(p, 1, "setHttp1ReasonPhrase")))
+end
+addlog(HM)
+RHM.get, RHM.getAtIndex, RHM.getNumValues = HM.get, HM.getAtIndex, HM.getNumValues
+addlog(RHM)
+local newHeaders = newtype({ __index = HM, __pairs = hiter })
+local newRHeaders = newtype({ __index = RHM, __pairs = hiter })
+
+-- ---------------------------------------------------------------- buffer
+local BM = {}
+function BM:length()
+  local d = self_d(self)
+  return (chk(H.blen(d.cid, d.seg, d.w)))
+end
+function BM:getBytes(i, n)
+  local d = self_d(self)
+  return (chk(H.bget(d.cid, d.seg, d.w, cint(i, 1, "getBytes"), cint(n, 2, "getBytes"))))
+end
+function BM:setBytes(s)
+  local d = self_d(self)
+  return (chk(H.bset(d.cid, d.seg, d.w, cstr(s, 1, "setBytes"))))
+end
+addlog(BM)
+local newBuffer = newtype({ __index = BM })
+
+-- ---------------------------------------------------------------- read-only metadata
+local MM = {}
+function MM:get(k)
+  local d = live(self)
+  local v = d.t[k]
+  if v ~= nil then return v end
+end
+addlog(MM)
+local function miter(self)
+  local d = live(self)
+  local t, h, seg = d.t, d.h, d.seg
+  local k
+  return function()
+    if h.seg ~= seg then error(DEAD, 2) end
+    local v
+    k, v = next(t, k)
+    return k, v
+  end, self, nil
+end
+local newMeta = newtype({ __index = MM, __pairs = miter })
+local EMPTY = {}
+local function meta(d, kind)
+  local t = chk(H.meta(d.cid, d.seg, kind))
+  return newMeta({ cid = d.cid, seg = d.seg, h = d, t = t or EMPTY })
+end
+
+-- ---------------------------------------------------------------- dynamic metadata
+local DM = {}
+function DM:get(ns)
+  local d = self_d(self)
+  return ret1(H.dmget(d.cid, d.seg, cstr(ns, 1, "get")))
+end
+function DM:set(ns, k, v)
+  local d = self_d(self)
+  ns = cstr(ns, 1, "set")
+  k = cstr(k, 2, "set")
+  if d.iter then error("dynamic metadata map cannot be modified while iterating", 2) end
+  chk(H.dmset(d.cid, d.seg, ns, k, v))
+end
+addlog(DM)
+local function dmiter(self)
+  local d = self_d(self)
+  if d.iter then error("cannot create a second iterator before completing the first", 2) end
+  local t = chk(H.dmpairs(d.cid, d.seg, d.conn))
+  d.iter = true
+  local h, seg, k = d.h, d.seg, nil
+  return function()
+    if h.seg ~= seg then error(DEAD, 2) end
+    local v
+    k, v = next(t, k)
+    if k == nil then d.iter = false end
+    return k, v
+  end, self, nil
+end
+local newDM = newtype({ __index = DM, __pairs = dmiter })
+local CDM = { get = DM.get }
+local newCDM = newtype({ __index = CDM, __pairs = dmiter })
+
+-- ---------------------------------------------------------------- filter state
+local FS = {}
+function FS:get(name, field)
+  local d = self_d(self)
+  name = cstr(name, 1, "get")
+  if field ~= nil then field = cstr(field, 2, "get") end
+  return ret1(H.fsget(d.cid, d.seg, name, field))
+end
+addlog(FS)
+local newFS = newtype({ __index = FS })
+
+-- ---------------------------------------------------------------- ssl
+local SM = {}
+local function sslfn(name)
+  return function(self)
+    local d = self_d(self)
+    local ok, v = H.ssl(d.cid, d.seg, name)
+    if ok == false then error(v, 2) end
+    return v
+  end
+end
+for _, n in next, { "peerCertificatePresented", "peerCertificateValidated", "uriSanLocalCertificate",
+  "uriSanPeerCertificate", "dnsSansLocalCertificate", "dnsSansPeerCertificate", "oidsPeerCertificate",
+  "oidsLocalCertificate", "sha256PeerCertificateDigest", "serialNumberPeerCertificate", "issuerPeerCertificate",
+  "subjectPeerCertificate", "subjectLocalCertificate", "urlEncodedPemEncodedPeerCertificate",
+  "urlEncodedPemEncodedPeerCertificateChain", "validFromPeerCertificate", "expirationPeerCertificate",
+  "sessionId", "ciphersuiteId", "ciphersuiteString", "tlsVersion" } do
+  SM[n] = sslfn(n)
+end
+local PSM = {}
+function PSM:commonName() local d = live(self); return d.cn end
+function PSM:organizationName() local d = live(self); return d.o end
+local newParsed = newtype({ __index = PSM })
+function SM:parsedSubjectPeerCertificate()
+  local d = self_d(self)
+  local ok, v = H.ssl(d.cid, d.seg, "parsedSubjectPeerCertificate")
+  if ok == false then error(v, 2) end
+  if v == nil then return nil end
+  return newParsed({ cid = d.cid, seg = d.seg, h = d.h, cn = v.commonName, o = v.organizationName })
+end
+addlog(SM)
+local newSsl = newtype({ __index = SM })
+local function ssl(d)
+  local ok, v = H.ssl(d.cid, d.seg, "present")
+  if ok == false then error(v, 3) end
+  if not v then return nil end
+  return newSsl({ cid = d.cid, seg = d.seg, h = d.h })
+end
+
+-- ---------------------------------------------------------------- stream info
+local SI = {}
+local function sifn(name)
+  return function(self)
+    local d = self_d(self)
+    return (chk(H.si(d.cid, d.seg, name)))
+  end
+end
+for _, n in next, { "protocol", "downstreamLocalAddress", "downstreamDirectLocalAddress", "downstreamRemoteAddress",
+  "downstreamDirectRemoteAddress", "requestedServerName", "routeName", "virtualClusterName" } do
+  SI[n] = sifn(n)
+end
+function SI:dynamicMetadata()
+  local d = live(self)
+  local o = d.dm
+  if o == nil then
+    o = newDM({ cid = d.cid, seg = d.seg, h = d.h })
+    d.dm = o
+  end
+  return o
+end
+function SI:dynamicTypedMetadata(ns)
+  local d = self_d(self)
+  return ret1(H.typedmeta(d.cid, d.seg, cstr(ns, 1, "dynamicTypedMetadata")))
+end
+function SI:filterState()
+  local d = live(self)
+  return newFS({ cid = d.cid, seg = d.seg, h = d.h })
+end
+function SI:downstreamSslConnection()
+  return ssl(self_d(self))
+end
+function SI:drainConnectionUponCompletion()
+  local d = self_d(self)
+  chk(H.drain(d.cid, d.seg))
+end
+addlog(SI)
+local newSI = newtype({ __index = SI })
+local CSI = {}
+function CSI:dynamicMetadata()
+  local d = live(self)
+  return newCDM({ cid = d.cid, seg = d.seg, h = d.h, conn = true })
+end
+function CSI:dynamicTypedMetadata(ns)
+  local d = self_d(self)
+  return ret1(H.typedmeta(d.cid, d.seg, cstr(ns, 1, "dynamicTypedMetadata"), true))
+end
+addlog(CSI)
+local newCSI = newtype({ __index = CSI })
+
+local CM = {}
+function CM:ssl() return ssl(self_d(self)) end
+addlog(CM)
+local newConn = newtype({ __index = CM })
+
+local VM = {}
+function VM:metadata() local d = self_d(self); return meta(d.h, d.kind) end
+addlog(VM)
+local newVhost = newtype({ __index = VM })
+
+local PK = {}
+function PK:get() local d = live(self); return d.key end
+local newPK = newtype({ __index = PK })
+
+local ST = {}
+local function statobj(kind, methods)
+  local M = {}
+  for _, op in next, methods do
+    M[op] = function(self, v)
+      local d = self_d(self)
+      return (chk(H.stat(d.cid, d.seg, kind, d.name, op, v, d.unit)))
+    end
+  end
+  return newtype({ __index = M })
+end
+local newCounter = statobj("counter", { "inc", "add", "value" })
+local newGauge = statobj("gauge", { "inc", "dec", "add", "sub", "set", "value" })
+local newHisto = statobj("histogram", { "recordValue" })
+function ST:counter(n) local d = self_d(self); n = cstr(n, 1, "counter"); chk(H.stat(d.cid, d.seg, "counter", n, "create")); return newCounter({ cid = d.cid, seg = d.seg, h = d.h, name = n }) end
+function ST:gauge(n) local d = self_d(self); n = cstr(n, 1, "gauge"); chk(H.stat(d.cid, d.seg, "gauge", n, "create")); return newGauge({ cid = d.cid, seg = d.seg, h = d.h, name = n }) end
+function ST:histogram(n, u)
+  local d = self_d(self)
+  n = cstr(n, 1, "histogram")
+  if u ~= nil then u = cstr(u, 2, "histogram") end
+  chk(H.stat(d.cid, d.seg, "histogram", n, "create", nil, u))
+  return newHisto({ cid = d.cid, seg = d.seg, h = d.h, name = n, unit = u })
+end
+local newStats = newtype({ __index = ST })
+
+-- ---------------------------------------------------------------- stream handle
+local HD = {}
+local newHandle = newtype({ __index = HD })
+
+-- Suspends the hook until the driver resumes it; everything made before is dead afterwards.
+local function block(d, op, a, b, c, e, f)
+  local seg, r1, r2 = yield(SENT, op, a, b, c, e, f)
+  d.seg = seg
+  d.hobj, d.pk = nil, nil
+  if r1 == false then error(r2, 3) end
+  return r1, r2
+end
+
+function HD:headers()
+  local d = self_d(self)
+  local o = d.hobj
+  if o ~= nil and d.hseg == d.seg then return o end
+  if d.seg < 0 then error(DEAD, 2) end
+  o = newHeaders({ cid = d.cid, seg = d.seg, h = d, w = 0 })
+  d.hobj, d.hseg = o, d.seg
+  return o
+end
+function HD:downstreamRequestHeaders()
+  local d = self_d(self)
+  local has = chk(H.reqheaders(d.cid, d.seg))
+  if has then return newRHeaders({ cid = d.cid, seg = d.seg, h = d, w = 3 }) end
+end
+function HD:body(always)
+  local d = self_d(self)
+  if always ~= nil and type(always) ~= "boolean" then
+    error(format("bad argument #1 to 'body' (boolean expected, got %s)", type(always)), 2)
+  end
+  local r = block(d, "body", always == true)
+  if r then return newBuffer({ cid = d.cid, seg = d.seg, h = d, w = 0 }) end
+end
+function HD:bodyChunks()
+  local d = self_d(self)
+  chk(H.chunks(d.cid, d.seg))
+  return function()
+    local r = block(d, "chunk")
+    if r then return newBuffer({ cid = d.cid, seg = d.seg, h = d, w = 1 }) end
+  end
+end
+function HD:trailers()
+  local d = self_d(self)
+  local r = block(d, "trailers")
+  if r then return newHeaders({ cid = d.cid, seg = d.seg, h = d, w = 2 }) end
+end
+function HD:metadata() return meta(self_d(self), "handle") end
+function HD:filterContext() return meta(self_d(self), "context") end
+function HD:virtualHost()
+  local d = self_d(self)
+  if d.seg < 0 then error(DEAD, 2) end
+  return newVhost({ cid = d.cid, seg = d.seg, h = d, kind = "vhost" })
+end
+function HD:route()
+  local d = self_d(self)
+  if d.seg < 0 then error(DEAD, 2) end
+  return newVhost({ cid = d.cid, seg = d.seg, h = d, kind = "route" })
+end
+function HD:streamInfo()
+  local d = self_d(self)
+  local o = d.siobj
+  if o ~= nil and d.siseg == d.seg then return o end
+  if d.seg < 0 then error(DEAD, 2) end
+  o = newSI({ cid = d.cid, seg = d.seg, h = d })
+  d.siobj, d.siseg = o, d.seg
+  return o
+end
+function HD:connectionStreamInfo()
+  local d = self_d(self)
+  if d.seg < 0 then error(DEAD, 2) end
+  return newCSI({ cid = d.cid, seg = d.seg, h = d })
+end
+function HD:connection()
+  local d = self_d(self)
+  if d.seg < 0 then error(DEAD, 2) end
+  return newConn({ cid = d.cid, seg = d.seg, h = d })
+end
+function HD:stats()
+  local d = self_d(self)
+  if d.seg < 0 then error(DEAD, 2) end
+  return newStats({ cid = d.cid, seg = d.seg, h = d })
+end
+local OPTS = { asynchronous = true, timeout_ms = true, trace_sampled = true, return_duplicate_headers = true, send_xff = true }
+function HD:httpCall(...)
+  local d = self_d(self)
+  local n = select("#", ...)
+  local cluster, headers, body, timeout, async = ...
+  local opts
+  if type(timeout) == "table" then
+    opts = timeout
+    for k in next, opts do
+      if not OPTS[k] then error(format('"%s" is not valid key for httpCall() options', tostring(k)), 2) end
+    end
+    timeout = opts.timeout_ms or 0
+    async = opts.asynchronous
+    if type(timeout) ~= "number" then error("bad argument #4 to 'httpCall' (number expected, got " .. type(timeout) .. ")", 2) end
+  else
+    if n >= 5 and type(async) ~= "boolean" then
+      error("http call asynchronous flag must be 'true', 'false', or empty", 2)
+    end
+  end
+  cluster = cstr(cluster, 1, "httpCall", n)
+  if type(headers) ~= "table" then
+    error(format("bad argument #2 to 'httpCall' (table expected, got %s)", tname(headers, 2, n)), 2)
+  end
+  if body ~= nil then body = cstr(body, 3, "httpCall", n) end
+  if opts == nil then timeout = cint(timeout, 4, "httpCall") end
+  if timeout < 0 then error("http call timeout must be >= 0", 2) end
+  chk(H.cluster(d.cid, d.seg, cluster))
+  if headers[":path"] == nil or headers[":method"] == nil or headers[":authority"] == nil then
+    error("http call headers must include ':path', ':method', and ':authority'", 2)
+  end
+  if async then
+    chk(H.async(d.cid, d.seg, cluster, headers, body, timeout, opts))
+    return
+  end
+  return block(d, "http", cluster, headers, body, timeout, opts)
+end
+function HD:respond(headers, body)
+  local d = self_d(self)
+  chk(H.canrespond(d.cid, d.seg))
+  if type(headers) ~= "table" then
+    error(format("bad argument #1 to 'respond' (table expected, got %s)", type(headers)), 2)
+  end
+  if body ~= nil then body = cstr(body, 2, "respond") end
+  local st = tonumber(headers[":status"])
+  if st == nil or st < 200 or st >= 600 or st ~= floor(st) then error(":status must be between 200-599", 2) end
+  if d.dir == 1 then error("respond not currently supported in the response path", 2) end
+  d.seg = -1
+  yield(SENT, "respond", headers, body)
+end
+function HD:base64Escape(s)
+  local d = self_d(self)
+  return (chk(H.b64(d.cid, d.seg, cstr(s, 1, "base64Escape"))))
+end
+function HD:timestamp(res)
+  local d = self_d(self)
+  if res ~= nil and res ~= 0 then error("timestamp format must be MILLISECOND.", 2) end
+  return (chk(H.ts(d.cid, d.seg, 0)))
+end
+function HD:timestampString(res)
+  local d = self_d(self)
+  if res ~= nil and res ~= 0 and res ~= 1 then error("timestamp format must be MILLISECOND or MICROSECOND.", 2) end
+  return (chk(H.tss(d.cid, d.seg, res or 0)))
+end
+function HD:importPublicKey(key, len)
+  local d = self_d(self)
+  if d.pk ~= nil then return d.pk end
+  key = cstr(key, 1, "importPublicKey")
+  len = cint(len, 2, "importPublicKey")
+  local k = chk(H.importKey(d.cid, d.seg, key, len))
+  d.pk = newPK({ cid = d.cid, seg = d.seg, key = k })
+  return d.pk
+end
+function HD:verifySignature(hash, key, sig, siglen, data, datalen)
+  local d = self_d(self)
+  hash = cstr(hash, 1, "verifySignature")
+  key = cstr(key, 2, "verifySignature")
+  sig = cstr(sig, 3, "verifySignature")
+  siglen = cint(siglen, 4, "verifySignature")
+  data = cstr(data, 5, "verifySignature")
+  datalen = cint(datalen, 6, "verifySignature")
+  local ok, msg, err = H.verify(d.cid, d.seg, hash, key, sig, siglen, data, datalen)
+  if ok == nil then error(msg, 2) end
+  return ok, msg
+end
+function HD:clearRouteCache()
+  local d = self_d(self)
+  chk(H.crc(d.cid, d.seg))
+end
+function HD:setUpstreamOverrideHost(...)
+  local d = self_d(self)
+  local n = select("#", ...)
+  local host, strict = ...
+  if type(host) ~= "string" then
+    error(format("bad argument #1 to 'setUpstreamOverrideHost' (string expected, got %s)", tname(host, 1, n)), 2)
+  end
+  if strict ~= nil and type(strict) ~= "boolean" then
+    error(format("bad argument #2 to 'setUpstreamOverrideHost' (boolean expected, got %s)", type(strict)), 2)
+  end
+  chk(H.override(d.cid, d.seg, host, strict == true))
+end
+addlog(HD)
+
+EnvoyTimestampResolution = { MILLISECOND = 0, MICROSECOND = 1 }
+
+-- Hook entry: one coroutine per hook invocation. The handle is dead once the hook ends, even if
+-- the script kept it in a global (Envoy test ThreadEnvironments).
+local hooks = {}
+function __meshext_capture()
+  hooks[0] = type(envoy_on_request) == "function" and envoy_on_request or nil
+  hooks[1] = type(envoy_on_response) == "function" and envoy_on_response or nil
+  __meshext_hooks = (hooks[0] and 1 or 0) + (hooks[1] and 2 or 0)
+  __meshext_capture = nil
+end
+local pcall = pcall
+function __meshext_entry(dir, cid, seg)
+  local d = { cid = cid, seg = seg, dir = dir }
+  d.h = d
+  local ok, err = pcall(hooks[dir], newHandle(d))
+  d.seg = -1
+  if not ok then error(err, 0) end
+end
+`;
+
+/** LuaJIT as Debian builds it lacks LUAJIT_ENABLE_LUA52COMPAT, which Envoy enables. */
+export const COMPAT_LUAJIT = String.raw`
+do
+  local rawpairs, getmetatable, rawtype = pairs, getmetatable, type
+  -- honour __pairs as 5.2 (and Envoy's LuaJIT) does: header and metadata iteration relies on it
+  pairs = function(t)
+    local mt = getmetatable(t)
+    if rawtype(mt) == "table" and mt.__pairs then return mt.__pairs(t) end
+    return rawpairs(t)
+  end
+  table.pack = table.pack or function(...) return { n = select("#", ...), ... } end
+  table.unpack = table.unpack or unpack
+end
+`;
+
+/** Removes what a trusted Envoy config would have but a shared proxy should not give scripts. */
+export const SANDBOX = String.raw`
+do
+  local os0 = os
+  -- keep the harmless clock functions that scripts in the wild use
+  os = os0 and { time = os0.time, date = os0.date, clock = os0.clock, difftime = os0.difftime } or nil
+  io, debug, dofile, loadfile, require, module = nil, nil, nil, nil, nil, nil
+  if package then
+    package.loaded.ffi = nil
+    if package.preload then package.preload.ffi = nil end
+    package.loaded.io, package.loaded.os, package.loaded.debug, package.loaded.jit = nil, nil, nil, nil
+  end
+  package = nil
+  ffi = nil
+  jit = nil
+  collectgarbage = (function(cg)
+    return function(opt, ...)
+      -- scripts may collect or query memory; they may not stop the collector or retune it
+      if opt == nil or opt == "collect" or opt == "count" or opt == "step" then return cg(opt, ...) end
+      return 0
+    end
+  end)(collectgarbage)
+  local load0 = load
+  -- text chunks only: crafted bytecode can crash the VM
+  load = function(chunk, name, mode, env)
+    if env ~= nil then return load0(chunk, name, "t", env) end
+    return load0(chunk, name, "t")
+  end
+  if loadstring then loadstring = function(s, name) return load0(s, name, "t") end end
+end
+`;

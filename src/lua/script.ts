@@ -1,0 +1,620 @@
+/**
+ * One Lua script in one worker: the long-lived state (prelude + script run once, as Envoy's
+ * per-worker ThreadLocalState), the flat host-function table the prelude calls, and the registry
+ * of live hook invocations those functions resolve (cid, seg) against.
+ */
+import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { Logger } from 'pino';
+import { DataBuffer } from '../filters/data-buffer.ts';
+import { HeaderMap } from '../filters/header-map.ts';
+import type { Address } from '../filters/stream-info.ts';
+import type { HttpFilterCallbacks } from '../filters/types.ts';
+import type { ClusterManager, HttpCallHandle } from '../proxy/cluster-manager.ts';
+import type { Counter, StatsStore } from '../observability/stats.ts';
+import {
+  HOOK_INSTRUCTIONS,
+  LuaScriptError,
+  Multi,
+  isLuaTable,
+  type HostFunction,
+  type LuaEngine,
+  type LuaState,
+  type LuaTableValue,
+  type LuaValue,
+} from './engine.ts';
+import { Direction, LuaHttpFilter, luaArray, luaField } from './filter.ts';
+import { COMPAT_LUAJIT, PRELUDE, SANDBOX } from './prelude.ts';
+
+export interface LuaScriptOptions {
+  /** Envoy filter config name: `metadata()` reads route filter_metadata under it. */
+  filterName: string;
+  memoryLimitBytes: number;
+  /** Lua VM instructions per hook invocation (0 = unlimited). */
+  instructionBudget: number;
+  failClosed: boolean;
+  allowUnsafeLibs: boolean;
+  clusters: ClusterManager | undefined;
+  log: Logger;
+  /** For handle:stats(): custom stats live under `<statsPrefix>.` */
+  stats?: StatsStore;
+}
+
+export interface LuaFilterStats {
+  executions: Counter;
+  errors: Counter;
+  /** Scope for handle:stats() (e.g. `http.ingress.lua`). */
+  scope: string;
+}
+
+const DEAD = new Multi([false, 'object used outside of proper scope']);
+const CANNOT_MODIFY = new Multi([false, 'header map can no longer be modified']);
+const HASHES: Record<string, string> = { sha1: 'sha1', sha224: 'sha224', sha256: 'sha256', sha384: 'sha384', sha512: 'sha512' };
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
+function err(msg: string): Multi {
+  return new Multi([false, msg]);
+}
+
+function fmtAddr(a: Address | undefined): string {
+  if (!a) return '';
+  return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
+/** Lua value → protobuf Struct value, with the errors of Envoy's MetadataMapHelper. */
+function toStructValue(v: LuaValue): unknown {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object') return v;
+  if (!isLuaTable(v)) throw new Error(`unexpected type '${v.luaType}' in dynamicMetadata`);
+  const t = v.luaTable;
+  let numeric = 0;
+  let strings = 0;
+  for (let i = 0; i < t.length; i += 2) {
+    const k = t[i];
+    if (typeof k === 'number' && Number.isInteger(k) && k >= 1) numeric++;
+    else if (typeof k === 'string') strings++;
+    else throw new Error(`unexpected type ${k === null || k === undefined ? 'nil' : typeof k === 'object' ? (isLuaTable(k) ? 'table' : k.luaType) : typeof k} in table key (only string keys are supported)`);
+  }
+  if (numeric > 0 && strings > 0) throw new Error('unexpected type number in table key (only string keys are supported)');
+  if (numeric > 0) {
+    const arr = luaArray(v);
+    const out: unknown[] = [];
+    for (let i = 0; i < arr.length; i++) out.push(toStructValue(arr[i]));
+    return out;
+  }
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < t.length; i += 2) out[t[i] as string] = toStructValue(t[i + 1]);
+  return out;
+}
+
+/** A JS string that may hold non-latin1 characters, as the bytes Lua should see (UTF-8). */
+function luaText(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[^\u0000-\u00ff]/.test(s) ? Buffer.from(s, 'utf8').toString('latin1') : s;
+}
+
+/** Struct values from other filters → Lua-pushable values with UTF-8 strings as bytes. */
+function fromStruct(v: unknown, depth = 0): unknown {
+  if (typeof v === 'string') return luaText(v);
+  if (v === null || typeof v !== 'object' || depth > 32) return v;
+  if (Array.isArray(v)) return v.map((x) => fromStruct(x, depth + 1));
+  if (v instanceof Uint8Array) return v;
+  const out: Record<string, unknown> = {};
+  for (const k in v as Record<string, unknown>) out[luaText(k)] = fromStruct((v as Record<string, unknown>)[k], depth + 1);
+  return out;
+}
+
+/** Lua bytes (latin1 JS string) → JS text: UTF-8 when valid, otherwise the bytes as latin1. */
+function jsText(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!/[\u0080-\u00ff]/.test(s)) return s;
+  const b = Buffer.from(s, 'latin1');
+  const t = b.toString('utf8');
+  return t.includes('\ufffd') ? s : t;
+}
+
+function structFromLua(v: unknown): unknown {
+  if (typeof v === 'string') return jsText(v);
+  if (Array.isArray(v)) return v.map(structFromLua);
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const k in v as Record<string, unknown>) out[jsText(k)] = structFromLua((v as Record<string, unknown>)[k]);
+    return out;
+  }
+  return v;
+}
+
+function isIpAuthority(host: string): boolean {
+  if (isIP(host)) return true;
+  const v6 = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(host);
+  if (v6) return isIP(v6[1]!) === 6 && (v6[2] === undefined || Number(v6[2]) <= 65535);
+  const v4 = /^([^:]+):(\d{1,5})$/.exec(host);
+  return v4 !== null && isIP(v4[1]!) === 4 && Number(v4[2]) <= 65535;
+}
+
+export class LuaScript {
+  readonly engine: LuaEngine;
+  readonly state: LuaState;
+  readonly options: LuaScriptOptions;
+  readonly log: Logger;
+  readonly failClosed: boolean;
+  /** Budget in hook ticks (HOOK_INSTRUCTIONS instructions each); 0 = unlimited. */
+  readonly budgetTicks: number;
+  /** Bit 1: envoy_on_request, bit 2: envoy_on_response. */
+  readonly hooks: number;
+  readonly #ctxs: (Direction | undefined)[] = [undefined];
+  readonly #free: number[] = [];
+  #active = 0;
+  #released = false;
+  #closed = false;
+
+  /** Loads the script; throws LuaScriptError with Envoy's `script load error: ...` text. */
+  constructor(engine: LuaEngine, code: string, options: LuaScriptOptions) {
+    this.engine = engine;
+    this.options = options;
+    this.log = options.log;
+    this.failClosed = options.failClosed;
+    this.budgetTicks = options.instructionBudget > 0 ? Math.max(1, Math.ceil(options.instructionBudget / HOOK_INSTRUCTIONS)) : 0;
+    const state = engine.createState({
+      memoryLimitBytes: options.memoryLimitBytes,
+      allowUnsafeLibs: options.allowUnsafeLibs,
+      budgetEnabled: this.budgetTicks > 0,
+    });
+    this.state = state;
+    try {
+      state.setHostTable('__meshext_host', this.#hostTable());
+      if (engine.compatPrelude) state.exec(engine.compatPrelude, '=meshext.compat', 0);
+      if (engine.name === 'luajit') state.exec(COMPAT_LUAJIT, '=meshext.compat', 0);
+      state.exec(PRELUDE, '=meshext.prelude', 0);
+      if (!options.allowUnsafeLibs) state.exec(SANDBOX, '=meshext.sandbox', 0);
+      try {
+        // Envoy names the chunk with the source itself: messages read `[string "..."]:3: ...`.
+        state.exec(code, code, this.budgetTicks);
+      } catch (e) {
+        throw new LuaScriptError(`script load error: ${(e as Error).message}`);
+      }
+      state.exec('__meshext_capture()', '=meshext.capture', 0);
+      state.takeEntry('__meshext_entry');
+      // The hook mask is read back through a tiny chunk: no getter exists in the engine API.
+      let mask = 0;
+      state.setHostTable('__meshext_report', { hooks: (m) => { mask = m as number; } });
+      state.exec('__meshext_report.hooks(__meshext_hooks) __meshext_report = nil __meshext_hooks = nil', '=meshext.report', 0);
+      this.hooks = mask;
+    } catch (e) {
+      state.close();
+      throw e;
+    }
+    if (!(this.hooks & 1)) this.log.info('envoy_on_request() function not found. Lua filter will not hook requests.');
+    if (!(this.hooks & 2)) this.log.info('envoy_on_response() function not found. Lua filter will not hook responses.');
+  }
+
+  hasHook(dir: 0 | 1): boolean {
+    return (this.hooks & (dir === 0 ? 1 : 2)) !== 0;
+  }
+
+  createFilter(callbacks: HttpFilterCallbacks, stats: LuaFilterStats): LuaHttpFilter | null {
+    if (this.hooks === 0 || this.#closed) return null;
+    this.#active++;
+    return new LuaHttpFilter(this, callbacks, stats);
+  }
+
+  /** A filter's stream ended. */
+  filterDone(): void {
+    this.#active--;
+    if (this.#released && this.#active <= 0) this.close();
+  }
+
+  /** The configuration dropped this script: close once in-flight streams are done with it. */
+  release(): void {
+    this.#released = true;
+    if (this.#active <= 0) this.close();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.state.close();
+  }
+
+  register(d: Direction): number {
+    const cid = this.#free.pop() ?? this.#ctxs.length;
+    this.#ctxs[cid] = d;
+    return cid;
+  }
+
+  unregister(cid: number): void {
+    if (this.#ctxs[cid] === undefined) return;
+    this.#ctxs[cid] = undefined;
+    this.#free.push(cid);
+  }
+
+  /** Starts a callout for handle:httpCall(). Throws when the request cannot even be sent. */
+  httpCall(d: Direction, cluster: string, headers: LuaValue, body: string | undefined, timeoutMs: number): HttpCallHandle {
+    const clusters = this.options.clusters;
+    if (!clusters) throw new Error('no cluster manager');
+    const map = new HeaderMap();
+    if (isLuaTable(headers)) {
+      const t = headers.luaTable;
+      for (let i = 0; i + 1 < t.length; i += 2) {
+        const k = t[i];
+        const v = t[i + 1];
+        if (typeof k !== 'string') continue;
+        if (typeof v === 'string' || typeof v === 'number') map.add(k, String(v));
+        else if (isLuaTable(v)) for (const x of luaArray(v)) if (typeof x === 'string' || typeof x === 'number') map.add(k, String(x));
+      }
+    }
+    const bytes = body !== undefined ? Buffer.from(body, 'latin1') : undefined;
+    if (bytes !== undefined) map.set('content-length', String(bytes.length));
+    void d;
+    return clusters.httpCall({ cluster, headers: map, body: bytes, timeoutMs });
+  }
+
+  // ------------------------------------------------------------------ host functions
+  #hostTable(): Record<string, HostFunction> {
+    const ctxs = this.#ctxs;
+    const log = this.log;
+    const opts = this.options;
+    const ctx = (cid: LuaValue, seg: LuaValue): Direction | undefined => {
+      const d = ctxs[cid as number];
+      return d !== undefined && d.seg === seg ? d : undefined;
+    };
+    const headerMap = (d: Direction, w: LuaValue): HeaderMap | undefined => {
+      if (w === 0) return d.headers;
+      if (w === 2) return d.trailers;
+      return d.filter.callbacks.requestHeaders();
+    };
+    /** The "modifiable?" check Envoy makes on every mutator call. */
+    const writable = (d: Direction, w: LuaValue): HeaderMap | Multi => {
+      if (w === 0) {
+        if (d.headersContinued || !d.headers) return CANNOT_MODIFY;
+        // Header rewrites on the request path re-route (Envoy's clear_route_cache default).
+        if (d.dir === 0) d.filter.callbacks.clearRouteCache();
+        return d.headers;
+      }
+      const m = headerMap(d, w);
+      return m ?? CANNOT_MODIFY;
+    };
+    const buffer = (d: Direction, w: LuaValue): DataBuffer | undefined => (w === 0 ? d.body : d.chunk);
+    const tls = (d: Direction) => d.filter.callbacks.streamInfo.downstreamTls;
+
+    const host: Record<string, HostFunction> = {
+      reqheaders: (cid, seg) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        return d.dir === 1 && d.filter.callbacks.requestHeaders() !== undefined;
+      },
+      hget: (cid, seg, w, key) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const m = headerMap(d, w);
+        if (!m) return undefined;
+        const k = (key as string).toLowerCase();
+        const names = m.names;
+        let out: string | undefined;
+        for (let i = 0; i < names.length; i++) {
+          if (names[i] === k) out = out === undefined ? m.values[i]! : `${out},${m.values[i]!}`;
+        }
+        return out;
+      },
+      hidx: (cid, seg, w, key, idx) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const m = headerMap(d, w);
+        if (!m || (idx as number) < 0) return null;
+        return m.getAll(key as string)[idx as number] ?? null;
+      },
+      hnum: (cid, seg, w, key) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const m = headerMap(d, w);
+        return m ? m.getAll(key as string).length : 0;
+      },
+      hadd: (cid, seg, w, key, val) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const m = writable(d, w);
+        if (m instanceof Multi) return m;
+        m.add(key as string, val as string);
+        return undefined;
+      },
+      hrep: (cid, seg, w, key, val) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const m = writable(d, w);
+        if (m instanceof Multi) return m;
+        m.set(key as string, val as string);
+        return undefined;
+      },
+      hrem: (cid, seg, w, key) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const m = writable(d, w);
+        if (m instanceof Multi) return m;
+        m.remove(key as string);
+        return undefined;
+      },
+      hpairs: (cid, seg, w) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const m = headerMap(d, w);
+        const flat: string[] = [];
+        if (m) for (let i = 0; i < m.names.length; i++) flat.push(m.names[i]!, m.values[i]!);
+        return flat;
+      },
+      hreason: (cid, seg, _w, phrase) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        if (d.dir === 1) d.filter.callbacks.streamInfo.http1ReasonPhrase = phrase as string;
+        return undefined;
+      },
+      blen: (cid, seg, w) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        return buffer(d, w)?.length ?? 0;
+      },
+      bget: (cid, seg, w, index, length) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const b = buffer(d, w);
+        const i = index as number;
+        const n = length as number;
+        const size = b?.length ?? 0;
+        if (i < 0 || n < 0 || i + n > size) return err('index/length must be >= 0 and (index + length) must be <= buffer size');
+        return b ? b.toBuffer().subarray(i, i + n) : '';
+      },
+      bset: (cid, seg, w, s) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const bytes = Buffer.from(s as string, 'latin1');
+        if (w === 0 && d.bodySynthetic) {
+          // body(true) on a bodyless stream: the new body has to enter the stream.
+          const cb = d.filter.callbacks;
+          if (d.dir === 0) cb.addDecodedData(bytes, false);
+          else cb.addEncodedData(bytes, false);
+          const real = d.dir === 0 ? cb.decodingBuffer() : cb.encodingBuffer();
+          if (real) {
+            d.body = real;
+            d.bodySynthetic = false;
+          } else d.body!.set(bytes);
+        } else {
+          const b = buffer(d, w);
+          if (b) b.set(bytes);
+        }
+        // Envoy's setBytes also fixes content-length on the stream's headers.
+        if (d.headers && !(d.headersContinued && w === 1)) d.headers.set('content-length', String(bytes.length));
+        return bytes.length;
+      },
+      chunks: (cid, seg) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        if (d.dataSeen || d.body !== undefined) return err('cannot call bodyChunks after body processing has begun');
+        return true;
+      },
+      meta: (cid, seg, kind) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        if (kind === 'context' || kind === 'vhost') return null;
+        const fm = d.filter.callbacks.route()?.filterMetadata;
+        if (!fm) return null;
+        const m = fm[opts.filterName] ?? (kind === 'handle' ? fm['envoy.filters.http.lua'] : undefined);
+        return m ? fromStruct(m) : null;
+      },
+      dmget: (cid, seg, ns) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const m = d.filter.callbacks.streamInfo.dynamicMetadata.get(jsText(ns as string));
+        return m === undefined ? undefined : fromStruct(m);
+      },
+      dmset: (cid, seg, ns, key, value) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        let v: unknown;
+        try {
+          v = structFromLua(toStructValue(value));
+        } catch (e) {
+          return err((e as Error).message);
+        }
+        d.filter.callbacks.streamInfo.setDynamicMetadata(jsText(ns as string), jsText(key as string), v);
+        return undefined;
+      },
+      dmpairs: (cid, seg, conn) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const out: Record<string, unknown> = {};
+        if (conn !== true) for (const [k, v] of d.filter.callbacks.streamInfo.dynamicMetadata) out[luaText(k)] = fromStruct(v);
+        return out;
+      },
+      typedmeta: (cid, seg) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        return null;
+      },
+      si: (cid, seg, name) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const si = d.filter.callbacks.streamInfo;
+        switch (name) {
+          case 'protocol': return si.protocol;
+          case 'downstreamLocalAddress':
+          case 'downstreamDirectLocalAddress': return fmtAddr(si.downstreamLocalAddress);
+          case 'downstreamRemoteAddress': return fmtAddr(si.downstreamRemoteAddress ?? si.downstreamDirectRemoteAddress);
+          case 'downstreamDirectRemoteAddress': return fmtAddr(si.downstreamDirectRemoteAddress ?? si.downstreamRemoteAddress);
+          case 'requestedServerName': return si.requestedServerName;
+          case 'routeName': return si.routeName || d.filter.callbacks.route()?.name || '';
+          default: return '';
+        }
+      },
+      fsget: (cid, seg, name, field) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const v = d.filter.callbacks.streamInfo.filterState.get(name as string);
+        if (v === undefined || v === null) return undefined;
+        if (field !== undefined && typeof v === 'object') {
+          const f = (v as Record<string, unknown>)[field as string];
+          return typeof f === 'string' || typeof f === 'number' ? f : undefined;
+        }
+        if (typeof v === 'string' || typeof v === 'number') return v;
+        if (typeof v === 'boolean') return String(v);
+        const ser = (v as { serializeAsString?: () => string }).serializeAsString;
+        return typeof ser === 'function' ? ser.call(v) : JSON.stringify(v);
+      },
+      ssl: (cid, seg, name) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const t = tls(d);
+        let v: unknown;
+        switch (name) {
+          case 'present': v = t !== undefined; break;
+          case 'peerCertificatePresented': v = t?.peerCertificatePresented ?? false; break;
+          case 'peerCertificateValidated': v = false; break;
+          case 'uriSanLocalCertificate': case 'uriSanPeerCertificate': case 'dnsSansLocalCertificate':
+          case 'dnsSansPeerCertificate': case 'oidsPeerCertificate': case 'oidsLocalCertificate': v = []; break;
+          case 'validFromPeerCertificate': case 'expirationPeerCertificate': v = 0; break;
+          case 'ciphersuiteId': v = '0xffff'; break;
+          case 'ciphersuiteString': v = t?.cipher ?? ''; break;
+          case 'tlsVersion': v = t?.protocol ?? ''; break;
+          case 'parsedSubjectPeerCertificate': v = undefined; break;
+          default: v = '';
+        }
+        return new Multi([true, v]);
+      },
+      log: (cid, seg, level, msg) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const l = LEVELS[level as number] ?? 'info';
+        if (log.isLevelEnabled(l)) log[l]('script log: %s', msg as string);
+        return undefined;
+      },
+      b64: (cid, seg, s) => {
+        if (!ctx(cid, seg)) return DEAD;
+        return Buffer.from(s as string, 'latin1').toString('base64');
+      },
+      ts: (cid, seg) => {
+        if (!ctx(cid, seg)) return DEAD;
+        return Date.now();
+      },
+      tss: (cid, seg, res) => {
+        if (!ctx(cid, seg)) return DEAD;
+        if (res === 1) return String(Math.floor((performance.timeOrigin + performance.now()) * 1000));
+        return String(Date.now());
+      },
+      importKey: (cid, seg, key, len) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const der = (key as string).slice(0, Math.max(0, len as number));
+        let k: KeyObject | undefined;
+        try {
+          k = createPublicKey({ key: Buffer.from(der, 'latin1'), format: 'der', type: 'spki' });
+        } catch {
+          k = undefined;
+        }
+        (d.keys ??= new Map()).set(der, k);
+        return k ? der : null;
+      },
+      verify: (cid, seg, hash, key, sig, siglen, data, datalen) => {
+        const d = ctx(cid, seg);
+        if (!d) return new Multi([undefined, 'object used outside of proper scope']);
+        const k = d.keys?.get(key as string);
+        if (k === undefined) return new Multi([undefined, 'invalid public key']);
+        const alg = HASHES[(hash as string).toLowerCase()];
+        if (!alg) return new Multi([false, `${hash as string} is not supported.`]);
+        const s = Buffer.from((sig as string).slice(0, siglen as number), 'latin1');
+        const m = Buffer.from((data as string).slice(0, datalen as number), 'latin1');
+        let ok = false;
+        try {
+          ok = cryptoVerify(alg, m, k as KeyObject, s);
+        } catch {
+          ok = false;
+        }
+        return ok ? new Multi([true, null]) : new Multi([false, 'Failed to verify digest. Error code: 0']);
+      },
+      cluster: (cid, seg, name) => {
+        if (!ctx(cid, seg)) return DEAD;
+        if (!opts.clusters?.has(name as string)) return err('http call cluster invalid. Must be configured');
+        return true;
+      },
+      async: (cid, seg, cluster, headers, body, timeout) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        try {
+          const h = this.httpCall(d, cluster as string, headers, body as string | undefined, timeout as number);
+          h.promise.catch(() => undefined);
+        } catch {
+          // fire-and-forget: a failure is not the script's problem
+        }
+        return undefined;
+      },
+      canrespond: (cid, seg) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        if (d.headersContinued) return err('respond() cannot be called if headers have been continued');
+        return true;
+      },
+      crc: (cid, seg) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        if (d.dir === 0) d.filter.callbacks.clearRouteCache();
+        return undefined;
+      },
+      override: (cid, seg, host, strict) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        if (!isIpAuthority(host as string)) return err('host is not a valid IP address');
+        if (d.dir === 0) d.filter.callbacks.streamInfo.filterState.set('envoy.upstream.override_host', { host, strict: strict === true });
+        return undefined;
+      },
+      drain: (cid, seg) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        d.filter.callbacks.streamInfo.drainConnectionUponCompletion = true;
+        return undefined;
+      },
+      stat: (cid, seg, kind, name, op, value, unit) => {
+        const d = ctx(cid, seg);
+        if (!d) return DEAD;
+        const store = opts.stats;
+        if (!store) return op === 'value' ? 0 : undefined;
+        const full = `${d.filter.stats.scope}.${name as string}`;
+        const n = typeof value === 'number' ? value : 1;
+        if (kind === 'counter') {
+          const c = store.counter(full);
+          if (op === 'inc') c.inc();
+          else if (op === 'add') c.inc(n);
+          else if (op === 'value') return c.value;
+          return undefined;
+        }
+        if (kind === 'gauge') {
+          const g = store.gauge(full);
+          if (op === 'inc') g.add(1);
+          else if (op === 'dec') g.sub(1);
+          else if (op === 'add') g.add(n);
+          else if (op === 'sub') g.sub(n);
+          else if (op === 'set') g.set(n);
+          else if (op === 'value') return g.value;
+          return undefined;
+        }
+        if (op === 'create' && unit !== undefined && !['ms', 'milliseconds', 'microseconds', 'bytes', 'unspecified'].includes(unit as string)) {
+          return err(`invalid histogram unit '${unit as string}'`);
+        }
+        const h = store.histogram(full);
+        if (op === 'recordValue') h.record(n);
+        return undefined;
+      },
+    };
+    // Every host function is wrapped once: a JS exception must never unwind through an engine.
+    for (const [k, fn] of Object.entries(host)) {
+      host[k] = (a, b, c, d, e, f, g, h) => {
+        try {
+          return fn(a, b, c, d, e, f, g, h);
+        } catch (e) {
+          log.error({ err: (e as Error).message }, `lua host function ${k} failed`);
+          return err(`internal error in ${k}: ${(e as Error).message}`);
+        }
+      };
+    }
+    return host;
+  }
+}
+
+export type { LuaTableValue };
+export { luaField };
