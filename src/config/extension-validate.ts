@@ -61,7 +61,9 @@ const labelMsg =
 function validateObjectMeta(meta: unknown, out: RuleProblem[]): void {
   const m = isObj(meta) ? meta : {};
   const name = m.name;
-  if (typeof name !== 'string' || name === '') {
+  if (name !== undefined && typeof name !== 'string') {
+    // The schema reports the wrong type.
+  } else if (typeof name !== 'string' || name === '') {
     out.push({ segs: ['metadata', 'name'], message: 'Required value: name or generateName is required', level: 'error', layer: 'schema' });
   } else {
     if (name.length > 253) out.push({ segs: ['metadata', 'name'], message: `Invalid value: ${JSON.stringify(name)}: must be no more than 253 characters`, level: 'error', layer: 'schema' });

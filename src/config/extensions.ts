@@ -108,7 +108,8 @@ export function loadExtensions(paths: readonly string[], opts: ExtensionLoadOpti
 export function loadExtensionSources(sources: readonly SourceText[], opts: ExtensionLoadOptions = {}): ExtensionLoadResult {
   const loader = new Loader(opts);
   for (const s of sources) {
-    for (const doc of parseYamlStream(s.text)) {
+    // YAML 1.1 like kubectl, so `enabled: yes` is a boolean here exactly as it would be there.
+    for (const doc of parseYamlStream(s.text, { version: '1.1' })) {
       if (doc.errors.length) {
         for (const e of doc.errors) loader.issues.push({ file: s.file, line: e.line, path: '', message: `YAML: ${e.message}`, level: 'error' });
         continue;

@@ -122,10 +122,13 @@ function toValue(doc: Document): unknown {
   return doc.toJS({ maxAliasCount: 1000 });
 }
 
-/** Parses every `---` document of a YAML (or JSON) stream, keeping line numbers. */
-export function parseYamlStream(text: string): ParsedYamlDoc[] {
+/**
+ * Parses every `---` document of a YAML (or JSON) stream, keeping line numbers. `version: '1.1'`
+ * mimics kubectl (sigs.k8s.io/yaml, go-yaml v2): `yes`/`on`/`y` are booleans there too.
+ */
+export function parseYamlStream(text: string, opts: { version?: '1.1' | '1.2' } = {}): ParsedYamlDoc[] {
   const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true, version: opts.version ?? '1.2' });
   const list = Array.isArray(docs) ? docs : [];
   return list.map((doc) => {
     const errors = docErrors(doc, lines);

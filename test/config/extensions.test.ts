@@ -461,6 +461,24 @@ describe('loading files like kubectl apply -f', () => {
     assert.notEqual(v1, changed);
   });
 
+  it('parses YAML 1.1 like kubectl: an unquoted yes is a boolean', () => {
+    const text = `apiVersion: ${API}\nkind: TrafficExtension\nmetadata: {name: ok}\nspec:\n  selector:\n    matchLabels: {sidecar: yes, version: "1"}\n  lua: {inlineCode: x}\n`;
+    const r = loadExtensionSources([{ file: 'f', text }]);
+    assert.deepEqual(r.issues.map((i) => `${i.line} ${i.path}: ${i.message}`), ['6 spec.selector.matchLabels.sidecar: Invalid value: "boolean": spec.selector.matchLabels.sidecar in body must be of type string: "boolean"']);
+  });
+
+  it('YAML 1.1: even a name of y is a boolean, as kubectl would read it', () => {
+    const r = loadExtensionSources([{ file: 'f', text: `apiVersion: ${API}\nkind: TrafficExtension\nmetadata: {name: y}\nspec: {lua: {inlineCode: x}}\n` }]);
+    assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), ['metadata.name: Invalid value: "boolean": metadata.name in body must be of type string: "boolean"']);
+  });
+
+  it('rejects duplicate keys like kubectl strict decoding', () => {
+    const r = loadExtensionSources([{ file: 'f', text: `apiVersion: ${API}\nkind: TrafficExtension\nmetadata: {name: d}\nspec:\n  lua: {inlineCode: x}\n  phase: AUTHN\n  phase: AUTHZ\n` }]);
+    assert.equal(r.set.extensions.length, 0);
+    assert.match(r.issues[0]!.message, /^YAML: Map keys must be unique/);
+    assert.equal(r.issues[0]!.line, 7);
+  });
+
   it('reads the shared parity example from disk', () => {
     const text = readFileSync(new URL('parity.yaml', fixtures), 'utf8');
     assert.deepEqual(names(loadExtensionSources([{ file: 'parity.yaml', text }]).set.extensions), ['parity']);
