@@ -32,6 +32,12 @@ export interface AdminSource {
   clusters?(): Promise<unknown>;
   /** `/listeners`: Envoy's `{listener_statuses: [...]}` or a ready-made text. */
   listeners?(): Promise<unknown>;
+  /** POST `/drain_listeners[?inboundonly][&graceful]` (Istio's pilot-agent calls it on shutdown). */
+  drainListeners?(opts: { inboundOnly: boolean; graceful: boolean }): Promise<void>;
+  /** POST `/quitquitquit`: drain and exit. Called after the response is sent. */
+  quit?(): Promise<void> | void;
+  /** POST `/reset_counters`: zero every counter in every worker (StatsStore.resetCounters). */
+  resetCounters?(): Promise<void>;
 }
 
 export interface AdminServerOptions {
@@ -269,6 +275,47 @@ function listing(kind: 'clusters' | 'listeners', text: (v: never) => string | un
   };
 }
 
+/** Envoy's `/memory` for this (admin) thread; Envoy reports uint64s as JSON strings. */
+function handleMemory(_req: IncomingMessage, _url: URL, res: ServerResponse): void {
+  const m = process.memoryUsage();
+  sendJson(res, 200, {
+    allocated: String(m.heapUsed + m.external),
+    heap_size: String(m.heapTotal),
+    pageheap_unmapped: '0',
+    pageheap_free: String(Math.max(0, m.heapTotal - m.heapUsed)),
+    total_thread_cache: '0',
+    total_physical_bytes: String(m.rss),
+  });
+}
+
+function notSupported(what: string): never {
+  throw new HttpError(501, `${what} is not supported by this proxy`);
+}
+
+async function handleDrainListeners(_req: IncomingMessage, url: URL, res: ServerResponse, source: AdminSource): Promise<void> {
+  if (!source.drainListeners) notSupported('/drain_listeners');
+  await source.drainListeners({ inboundOnly: url.searchParams.has('inboundonly'), graceful: url.searchParams.has('graceful') });
+  send(res, 200, 'OK\n');
+}
+
+function handleQuit(_req: IncomingMessage, _url: URL, res: ServerResponse, source: AdminSource): void {
+  if (!source.quit) notSupported('/quitquitquit');
+  const quit = source.quit.bind(source);
+  // Answer first: quitting closes this server.
+  res.once('finish', () => {
+    Promise.resolve()
+      .then(quit)
+      .catch((err: unknown) => log.error({ err }, 'quitquitquit failed'));
+  });
+  send(res, 200, 'OK\n');
+}
+
+async function handleResetCounters(_req: IncomingMessage, _url: URL, res: ServerResponse, source: AdminSource): Promise<void> {
+  if (!source.resetCounters) notSupported('/reset_counters');
+  await source.resetCounters();
+  send(res, 200, 'OK\n');
+}
+
 function handleHelp(_req: IncomingMessage, _url: URL, res: ServerResponse): void {
   let body = 'admin commands are:\n';
   for (const [path, e] of Object.entries(ENDPOINTS).sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -296,6 +343,10 @@ const ENDPOINTS: Record<string, Endpoint> = {
   '/server_info': { help: 'print server version/status information', mutates: false, handler: handleServerInfo },
   '/clusters': { help: 'upstream cluster status; params: format=json', mutates: false, handler: listing('clusters', clustersText) },
   '/listeners': { help: 'print listener info; params: format=json', mutates: false, handler: listing('listeners', listenersText) },
+  '/memory': { help: 'print current allocation/heap usage (admin thread)', mutates: false, handler: handleMemory },
+  '/drain_listeners': { help: 'drain listeners (POST); params: inboundonly, graceful', mutates: true, handler: handleDrainListeners },
+  '/quitquitquit': { help: 'drain and exit the server (POST)', mutates: true, handler: handleQuit },
+  '/reset_counters': { help: 'reset all counters to zero (POST)', mutates: true, handler: handleResetCounters },
 };
 
 // ------------------------------------------------------------------ servers

@@ -96,6 +96,11 @@ export class StatsStore {
     for (const [k, e] of this.#entries) if (e.name.startsWith(prefix)) this.#entries.delete(k);
   }
 
+  /** Zeroes every counter (Envoy's `/reset_counters`); gauges and histograms are left alone. */
+  resetCounters(): void {
+    for (const e of this.#entries.values()) if (e.kind === 'counter') e.value = 0;
+  }
+
   snapshot(): StatsSnapshot {
     const out: StatEntry[] = [];
     for (const e of this.#entries.values()) {

@@ -326,6 +326,18 @@ describe('admin server', T, () => {
     assert.equal((await get('/stats', { method: 'DELETE' })).status, 405);
   });
 
+  it('/memory reports heap figures as Envoy does (uint64 as strings)', async () => {
+    const j = JSON.parse((await get('/memory')).body) as Record<string, string>;
+    for (const k of ['allocated', 'heap_size', 'total_physical_bytes']) assert.match(j[k]!, /^\d+$/, k);
+  });
+
+  it('mutating endpoints need POST and answer 501 when the proxy lacks the hook', async () => {
+    for (const p of ['/drain_listeners', '/quitquitquit', '/reset_counters']) {
+      assert.equal((await get(p)).status, 405, `GET ${p}`);
+      assert.equal((await get(p, { method: 'POST' })).status, 501, `POST ${p}`);
+    }
+  });
+
   it('a failing source gives 500, and the server keeps serving', async () => {
     const orig = source.stats;
     const level = getLevels().admin!;
@@ -390,6 +402,46 @@ describe('prometheus and readiness servers', T, () => {
     await r.text();
     await srv.close();
     await assert.rejects(fetch(`http://127.0.0.1:${srv.port}/ready`, { signal: AbortSignal.timeout(2000) }));
+  });
+
+  it('drain_listeners, reset_counters and quitquitquit call the proxy', async () => {
+    const calls: unknown[] = [];
+    const s = new FakeSource();
+    const store = new StatsStore();
+    store.counter('a.b').inc(5);
+    store.gauge('a.g').set(3);
+    const src: AdminSource = {
+      stats: async () => store.snapshot(),
+      configDump: async () => ({}),
+      isReady: s.isReady,
+      serverInfo: s.serverInfo,
+      drainListeners: async (o) => {
+        calls.push(['drain', o]);
+      },
+      resetCounters: async () => {
+        store.resetCounters();
+        calls.push(['reset']);
+      },
+      quit: () => {
+        calls.push(['quit']);
+      },
+    };
+    const srv = await startAdminServer({ address: '127.0.0.1', port: 0, source: src });
+    const post = async (p: string) => {
+      const r = await fetch(`http://127.0.0.1:${srv.port}${p}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
+      return [r.status, await r.text()];
+    };
+    try {
+      assert.deepEqual(await post('/drain_listeners?inboundonly&graceful'), [200, 'OK\n']);
+      assert.deepEqual(await post('/reset_counters'), [200, 'OK\n']);
+      const stats = await (await fetch(`http://127.0.0.1:${srv.port}/stats`, { signal: AbortSignal.timeout(5000) })).text();
+      assert.equal(stats, 'a.b: 0\na.g: 3\n');
+      assert.deepEqual(await post('/quitquitquit'), [200, 'OK\n']);
+      for (let i = 0; i < 50 && calls.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(calls, [['drain', { inboundOnly: true, graceful: true }], ['reset'], ['quit']]);
+    } finally {
+      await srv.close();
+    }
   });
 
   it('listening on a taken port rejects', async () => {
