@@ -11,8 +11,8 @@
  *   rename-on-save briefly leaves no file at all.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync, watch } from 'node:fs';
-import type { FSWatcher } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, watch } from 'node:fs';
+import type { Dirent, FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { collectExtensionFiles, loadExtensionSources } from './extensions.ts';
 import type { ExtensionLoadOptions, ExtensionLoadResult, SourceText } from './extensions.ts';
@@ -63,6 +63,21 @@ function takeSnapshot(paths: readonly string[]): Snapshot {
 }
 
 /** What to watch for one configured path: itself (dir, recursive), its parent (file), or an ancestor. */
+/** The directory and every directory below it. */
+function directoriesUnder(root: string): string[] {
+  const out = [root];
+  for (let i = 0; i < out.length; i++) {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(out[i]!, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) if (e.isDirectory()) out.push(resolve(out[i]!, e.name));
+  }
+  return out;
+}
+
 function watchTarget(p: string): { dir: string; recursive: boolean } | null {
   try {
     const st = statSync(p);
@@ -114,10 +129,17 @@ export function watchExtensions(
     for (const p of abs) {
       const t = watchTarget(p);
       if (!t) continue;
-      const key = `${t.recursive ? 'r' : 'f'}:${t.dir}`;
-      // A recursive watch on a directory covers a flat one on the same directory.
-      if (!wanted.has(key) && !wanted.has(`r:${t.dir}`)) wanted.set(key, t);
-      if (t.recursive) wanted.delete(`f:${t.dir}`);
+      if (t.recursive) {
+        // Node's recursive fs.watch on Linux stops reporting a file after it is replaced by a
+        // rename (how editors and atomic writers save); a plain inotify watch per directory of
+        // the tree reports every rename reliably.
+        for (const d of directoriesUnder(t.dir)) {
+          wanted.set(`r:${d}`, { dir: d, recursive: true });
+          wanted.delete(`f:${d}`);
+        }
+      } else if (!wanted.has(`r:${t.dir}`)) {
+        wanted.set(`f:${t.dir}`, t);
+      }
     }
     for (const [key, w] of watchers) {
       if (!wanted.has(key)) {
@@ -128,7 +150,7 @@ export function watchExtensions(
     for (const [key, t] of wanted) {
       if (watchers.has(key)) continue;
       try {
-        const w = watch(t.dir, { recursive: t.recursive }, (_event, name) => {
+        const w = watch(t.dir, { recursive: false }, (_event, name) => {
           if (relevant(t.dir, t.recursive, name === null ? null : String(name))) schedule();
         });
         w.on('error', (err) => {
