@@ -456,6 +456,32 @@ export class WasmVm {
     return typeof r === 'number' ? r : 0;
   }
 
+  /**
+   * Variadic form of call() (for callbacks with more than five parameters and for test harnesses
+   * that drive exported wrappers of host functions). Returns the raw result or VM_FAILED.
+   */
+  callArgs(fn: Function, ctx: Context | null, args: readonly unknown[]): unknown {
+    if (this.failed) return VM_FAILED;
+    const prevCurrent = this.current;
+    const prevEffective = this.effective;
+    this.current = ctx;
+    this.effective = ctx;
+    if (this.depth++ === 0) this.epoch++;
+    let r: unknown;
+    try {
+      r = fn(...args);
+    } catch (err) {
+      this.fail(err, this.exportNames.get(fn) ?? 'unknown');
+      r = VM_FAILED;
+    } finally {
+      this.depth--;
+      this.current = prevCurrent;
+      this.effective = prevEffective;
+    }
+    if (this.depth === 0 && (this.afterCall.length > 0 || this.#deferredRootDeletes.length > 0)) this.#runAfterCall();
+    return r;
+  }
+
   /** Queues a stream whose host has deferred actions to apply after the outermost VM call. */
   deferFor(ctx: StreamContext): void {
     if (ctx.afterQueued) return;
@@ -610,6 +636,8 @@ export class WasmVm {
 
   defineMetric(type: number, name: string): number {
     const stats = this.services.stats;
+    // Envoy's custom stat namespace: the admin strips `wasmcustom.` and adds no `envoy_` prefix.
+    name = `wasmcustom.${name}`;
     let entry: MetricEntry;
     if (type === 0) {
       const c = stats?.counter(name);

@@ -28,7 +28,7 @@ test('AS headers plugin: reads request headers, mutates both directions, uses it
   assert.equal(ex.upstream.headers.get('x-remove-me'), undefined);
   assert.equal(ex.response?.headers.get('x-config'), '{"greeting":"hi"}');
   assert.equal(ex.response?.headers.get('x-seen'), 'one|two');
-  assert.equal(stats.counter('test_plugin_requests_total').value, 1);
+  assert.equal(stats.counter('wasmcustom.test_plugin_requests_total').value, 1);
   assert.ok(logs.some(([l, m]) => l === 2 && m === 'onLog one|two'), 'on_log ran');
 });
 
@@ -100,11 +100,11 @@ test('AS timer plugin: ticks on the root context, re-armed until cancelled; coun
   const p = await plugin(bytes, { rootId: 'timer', stats, logs });
   assert.equal(p.state, 'ready', p.reason);
   const deadline = Date.now() + 3000;
-  while (stats.counter('timer_ticks_total').value < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while (stats.counter('wasmcustom.timer_ticks_total').value < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   await new Promise((r) => setTimeout(r, 120));
-  assert.equal(stats.counter('timer_ticks_total').value, 3, 'exactly 3 ticks, then cancelled');
-  assert.equal(stats.gauge('timer_gauge').value, 30);
-  const h = stats.snapshot().find((e) => e.name === 'timer_hist');
+  assert.equal(stats.counter('wasmcustom.timer_ticks_total').value, 3, 'exactly 3 ticks, then cancelled');
+  assert.equal(stats.gauge('wasmcustom.timer_gauge').value, 30);
+  const h = stats.snapshot().find((e) => e.name === 'wasmcustom.timer_hist');
   assert.ok(h && h.kind === 'histogram' && h.count === 3 && h.sum === 21);
   assert.ok(logs.some(([, m]) => m === 'tick 3 at sane'));
   await p.release();
