@@ -209,6 +209,8 @@ export async function startRegistry(dir: string, o: RegistryOptions = {}): Promi
     storage,
     tls: o.tls === true,
     async start() {
+      // Idempotent: a second child would fail to bind and the first one would leak.
+      if (child && child.exitCode === null) return;
       stderr = '';
       child = spawn(REGISTRY_BIN!, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
       child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
