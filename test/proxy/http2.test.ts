@@ -1,0 +1,211 @@
+/**
+ * HTTP/2 conformance: a TLS listener offering ALPN h2 and http/1.1 (self-signed cert made with
+ * openssl), a cleartext listener taking HTTP/2 by prior knowledge (h2c) next to HTTP/1.1, and all
+ * four downstream × upstream protocol combinations (h1→h1, h1→h2, h2→h1, h2→h2), checked with node
+ * clients and with curl as an independent client.
+ */
+import assert from 'node:assert/strict';
+import type http from 'node:http';
+import type http2 from 'node:http2';
+import https from 'node:https';
+import { after, before, test } from 'node:test';
+import { request } from 'undici';
+import { cluster, listener } from '../helpers/bootstrap.ts';
+import { h2Close, h2Connect, h2Request, makeCert, run, startPlane, type RunningPlane, type TestCert } from '../helpers/conformance.ts';
+import { startHttp1, startHttp2, type TestServer } from '../helpers/upstream.ts';
+
+interface Seen {
+  upstreamProtocol: string;
+  method: string;
+  path: string;
+  authority: string | undefined;
+  headers: Record<string, string>;
+  body: string;
+}
+
+let up1: TestServer;
+let up2: TestServer;
+let cert: TestCert;
+let plane: RunningPlane;
+let tlsPort: number;
+let plainPort: number;
+
+const h1Handler: http.RequestListener = (req, res) => {
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (c: string) => (body += c));
+  req.on('end', () => {
+    const seen: Seen = { upstreamProtocol: `HTTP/${req.httpVersion}`, method: req.method!, path: req.url!, authority: req.headers.host, headers: req.headers as Record<string, string>, body };
+    const out = JSON.stringify(seen);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out), 'x-upstream': 'h1' });
+    res.end(out);
+  });
+};
+
+const h2Handler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+  let body = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (c: string) => (body += c));
+  stream.on('end', () => {
+    const plain: Record<string, string> = {};
+    for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) plain[k] = String(v);
+    const seen: Seen = { upstreamProtocol: 'HTTP/2', method: String(headers[':method']), path: String(headers[':path']), authority: headers[':authority'] as string | undefined, headers: plain, body };
+    stream.respond({ ':status': 200, 'content-type': 'application/json', 'x-upstream': 'h2' });
+    stream.end(JSON.stringify(seen));
+  });
+};
+
+before(async () => {
+  up1 = await startHttp1(h1Handler);
+  up2 = await startHttp2(h2Handler);
+  cert = makeCert();
+  plane = await startPlane({
+    listeners: [
+      listener({ name: 'tls', tls: { certFile: cert.certFile, keyFile: cert.keyFile, alpn: ['h2', 'http/1.1'] } }),
+      listener({ name: 'plain' }),
+    ],
+    clusters: [cluster('h1', up1.port), cluster('h2', up2.port, { protocol: 'HTTP2' })],
+    routeTables: [
+      {
+        name: 'default',
+        virtualHosts: [
+          {
+            name: 'all',
+            domains: ['*'],
+            routes: [
+              { name: 'to-h2', match: { prefix: '/h2/' }, route: { cluster: 'h2' } },
+              { name: 'to-h1', match: { prefix: '/' }, route: { cluster: 'h1' } },
+            ],
+          },
+        ],
+      },
+    ],
+  });
+  tlsPort = plane.ports.tls!;
+  plainPort = plane.ports.plain!;
+});
+after(async () => {
+  await plane.close();
+  await up1.close();
+  await up2.close();
+  cert.remove();
+});
+
+async function h1Get(url: string, opts: { ca?: Buffer; body?: string } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string; alpn?: string | false }> {
+  if (url.startsWith('https:')) {
+    return new Promise((resolve, reject) => {
+      const req = https.request(url, { method: opts.body ? 'POST' : 'GET', ca: opts.ca, ALPNProtocols: ['http/1.1'], agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body, alpn: (res.socket as import('node:tls').TLSSocket).alpnProtocol }));
+      });
+      req.on('error', reject);
+      req.end(opts.body);
+    });
+  }
+  const res = await request(url, { method: opts.body ? 'POST' : 'GET', body: opts.body });
+  return { status: res.statusCode, headers: res.headers as http.IncomingHttpHeaders, body: await res.body.text() };
+}
+
+for (const down of ['h1', 'h2'] as const) {
+  for (const upstream of ['h1', 'h2'] as const) {
+    for (const transport of ['tls', 'cleartext'] as const) {
+      test(`${down === 'h1' ? 'HTTP/1.1' : 'HTTP/2'} downstream (${transport === 'tls' ? 'TLS, ALPN' : down === 'h2' ? 'h2c prior knowledge' : 'cleartext'}) → ${upstream === 'h1' ? 'HTTP/1.1' : 'HTTP/2'} upstream`, async () => {
+        const scheme = transport === 'tls' ? 'https' : 'http';
+        const port = transport === 'tls' ? tlsPort : plainPort;
+        const path = upstream === 'h2' ? '/h2/combo?q=1' : '/combo?q=1';
+        let status: number;
+        let resHeaders: Record<string, unknown>;
+        let seen: Seen;
+        if (down === 'h1') {
+          const r = await h1Get(`${scheme}://127.0.0.1:${port}${path}`, { ca: cert.cert, body: 'payload' });
+          if (transport === 'tls') assert.equal(r.alpn, 'http/1.1');
+          status = r.status;
+          resHeaders = r.headers;
+          seen = JSON.parse(r.body) as Seen;
+        } else {
+          const session = await h2Connect(`${scheme}://127.0.0.1:${port}`, transport === 'tls' ? { ca: cert.cert } : {});
+          try {
+            if (transport === 'tls') assert.equal((session.socket as import('node:tls').TLSSocket).alpnProtocol, 'h2');
+            const r = await h2Request(session, { ':method': 'POST', ':path': path, ':authority': `svc.example:${port}` }, 'payload');
+            status = Number(r.headers[':status']);
+            resHeaders = r.headers;
+            seen = JSON.parse(r.body.toString()) as Seen;
+          } finally {
+            await h2Close(session);
+          }
+        }
+        assert.equal(status, 200);
+        assert.equal(resHeaders['x-upstream'], upstream);
+        assert.equal(seen.upstreamProtocol, upstream === 'h1' ? 'HTTP/1.1' : 'HTTP/2');
+        assert.equal(seen.method, 'POST');
+        assert.equal(seen.path, path);
+        assert.equal(seen.body, 'payload');
+        assert.equal(seen.headers['x-forwarded-proto'], scheme);
+        if (down === 'h2') assert.equal(seen.authority, `svc.example:${port}`);
+        else assert.equal(seen.authority, `127.0.0.1:${port}`);
+        // HTTP/2 pseudo-headers never leak as regular headers.
+        for (const k of Object.keys(seen.headers)) assert.ok(!k.startsWith(':'), `pseudo-header ${k} forwarded as a header`);
+      });
+    }
+  }
+}
+
+test('HTTP/2 downstream multiplexes 50 concurrent streams on one connection to an HTTP/1.1 upstream', async () => {
+  const session = await h2Connect(`https://127.0.0.1:${tlsPort}`, { ca: cert.cert });
+  try {
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => h2Request(session, { ':method': 'GET', ':path': `/mux/${i}` })));
+    results.forEach((r, i) => {
+      assert.equal(r.headers[':status'], 200);
+      assert.equal((JSON.parse(r.body.toString()) as Seen).path, `/mux/${i}`);
+    });
+  } finally {
+    await h2Close(session);
+  }
+});
+
+test('curl: HTTP/2 over TLS (ALPN), HTTP/1.1 over TLS, and h2c prior knowledge', async () => {
+  const fmt = ['-sS', '-o', '-', '-w', '\n%{http_version} %{http_code}'];
+  const tlsH2 = await run('curl', [...fmt, '--http2', '--cacert', cert.certFile, `https://localhost:${tlsPort}/curl-h2`]);
+  assert.equal(tlsH2.code, 0, tlsH2.stderr);
+  assert.match(tlsH2.stdout, /\n2 200$/);
+  assert.equal((JSON.parse(tlsH2.stdout.split('\n')[0]!) as Seen).path, '/curl-h2');
+
+  const tlsH1 = await run('curl', [...fmt, '--http1.1', '--cacert', cert.certFile, `https://localhost:${tlsPort}/curl-h1`]);
+  assert.equal(tlsH1.code, 0, tlsH1.stderr);
+  assert.match(tlsH1.stdout, /\n1\.1 200$/);
+
+  const h2c = await run('curl', [...fmt, '--http2-prior-knowledge', `http://127.0.0.1:${plainPort}/h2/curl-h2c`]);
+  assert.equal(h2c.code, 0, h2c.stderr);
+  assert.match(h2c.stdout, /\n2 200$/);
+  const seen = JSON.parse(h2c.stdout.split('\n')[0]!) as Seen;
+  assert.equal(seen.upstreamProtocol, 'HTTP/2');
+  assert.equal(seen.path, '/h2/curl-h2c');
+
+  const plain = await run('curl', [...fmt, `http://127.0.0.1:${plainPort}/curl-plain`]);
+  assert.match(plain.stdout, /\n1\.1 200$/);
+});
+
+test('the access log records HTTP/2 and the TLS SNI', async () => {
+  const p = await startPlane({
+    listeners: [listener({ name: 'tls', tls: { certFile: cert.certFile, keyFile: cert.keyFile, alpn: ['h2', 'http/1.1'] } })],
+    clusters: [cluster('h1', up1.port)],
+    routeTables: [{ name: 'd', virtualHosts: [{ name: 'a', domains: ['*'], routes: [{ name: 'r', match: { prefix: '/' }, route: { cluster: 'h1' } }] }] }],
+  });
+  let ok = false;
+  try {
+    const r = await run('curl', ['-sS', '-o', '/dev/null', '--http2', '--cacert', cert.certFile, `https://localhost:${p.ports.tls}/logged`]);
+    assert.equal(r.code, 0, r.stderr);
+    ok = true;
+  } finally {
+    const log = await p.closeAndReadLog();
+    if (ok) {
+      const e = log.find((x) => x.path === '/logged');
+      assert.ok(e, JSON.stringify(log));
+      assert.equal(e.protocol, 'HTTP/2');
+      assert.equal(e.requested_server_name, 'localhost');
+      assert.equal(e.response_code, 200);
+    }
+  }
+});
