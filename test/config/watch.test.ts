@@ -129,6 +129,21 @@ describe('watchExtensions', { timeout: 20_000 }, () => {
     assert.equal(events.length, 0);
   });
 
+  it('survives its watched directory being deleted and recreated', async () => {
+    const exts = join(dir, 'exts');
+    mkdirSync(exts);
+    writeFileSync(join(exts, 'a.yaml'), doc('a'));
+    watcher = watchExtensions([exts], onChange, OPTS);
+    rmSync(exts, { recursive: true });
+    await waitFor(() => events.length === 1, 3000, 'removal');
+    assert.deepEqual(events[0]!.set.extensions, []);
+    mkdirSync(exts);
+    writeFileSync(join(exts, 'b.yaml'), doc('b'));
+    await waitFor(() => events.length >= 2 && names(events.at(-1)!.set.extensions).join() === 'b', 3000, 'recreated directory');
+    writeFileSync(join(exts, 'b.yaml'), doc('b', 'changed'));
+    await waitFor(() => events.at(-1)!.set.extensions[0]?.spec.lua?.inlineCode === 'changed', 3000, 'change in the recreated directory');
+  });
+
   it('stops after close()', async () => {
     const f = join(dir, 'ext.yaml');
     writeFileSync(f, doc('a'));
