@@ -130,7 +130,7 @@ const endpointStringRe = /^endpoints\[\d+\]$/;
 function build(raw: unknown, file: string, loc: YamlLocator, opts: BootstrapOptions): BootstrapConfig {
   const issues = new Issues(file, loc);
   const baseDir = file.startsWith('<') ? process.cwd() : dirname(resolve(file));
-  const root: Obj = isObj(raw) ? { ...raw } : {};
+  const root: Obj = isObj(raw) ? dropNulls(raw, true) : {};
   if (!isObj(raw) && raw !== undefined && raw !== null) issues.error([], 'the bootstrap must be a YAML mapping (key: value pairs)');
   // Friendly shorthand: `extensions: ./dir` means `extensions: [./dir]`.
   if (typeof root.extensions === 'string') root.extensions = [root.extensions];
@@ -191,6 +191,19 @@ function build(raw: unknown, file: string, loc: YamlLocator, opts: BootstrapOpti
     throw new ConfigError(issues.list);
   }
   return cfg;
+}
+
+/**
+ * A key written with no value (`node:`) reads as null in YAML; treat it as absent. At the top level
+ * `prometheus: null`, `readiness: null` and `accessLog: null` keep their meaning (disabled).
+ */
+function dropNulls(o: Obj, top: boolean): Obj {
+  const out: Obj = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (v === null && !(top && (k === 'prometheus' || k === 'readiness' || k === 'accessLog'))) continue;
+    out[k] = isObj(v) ? dropNulls(v, false) : Array.isArray(v) ? v.map((x) => (isObj(x) ? dropNulls(x, false) : x)) : v;
+  }
+  return out;
 }
 
 function endpoint(v: unknown, def: AdminConfig): AdminConfig | null {

@@ -162,6 +162,16 @@ wasm: {memoryLimitBytes: 65536, cpuBudgetMs: 50, cacheDir: cache, insecureRegist
     assert.deepEqual(cfg.wasm, { memoryLimitBytes: 65536, cpuBudgetMs: 50, cacheDir: join(dir, 'cache'), insecureRegistries: ['localhost:5000'], allowLoopbackFetch: true });
   });
 
+  it('keys without a value are absent, except that prometheus/readiness/accessLog: null disable', () => {
+    const cfg = parseBootstrap('node:\nlisteners:\nclusters:\nlua:\n  engine:\nprometheus:\nreadiness: null\naccessLog:\n', 'x.yaml');
+    assert.equal(cfg.identity.namespace, 'default');
+    assert.deepEqual(cfg.listeners, []);
+    assert.equal(cfg.lua.engine, 'auto');
+    assert.equal(cfg.prometheus, null);
+    assert.equal(cfg.readiness, null);
+    assert.equal(cfg.accessLog, null);
+  });
+
   it('extensions: a single path is accepted; accessLog: stdout stays stdout', () => {
     const cfg = parseBootstrap('extensions: ext.yaml\naccessLog: stdout\n', join(dir, 'x.yaml'));
     assert.deepEqual(cfg.extensions, [join(dir, 'ext.yaml')]);
