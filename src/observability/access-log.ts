@@ -15,7 +15,7 @@
  * (pino's SonicBoom was tried first; it measures the byte length of its whole pending buffer on
  * every write, which made a buffered line cost hundreds of µs.)
  */
-import { close, mkdirSync, openSync, write } from 'node:fs';
+import { close, fstatSync, mkdirSync, openSync, write } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Address, StreamInfo } from '../filters/stream-info.ts';
 import type { HeaderLike } from './istio-metrics.ts';
@@ -115,12 +115,28 @@ export interface AccessLoggerOptions {
 
 // A non-blocking stdout pipe answers EAGAIN when the reader is slow; retry after this delay.
 const EAGAIN_RETRY_MS = 10;
+/** POSIX guarantees at least 512; Linux's is 4096. */
+const PIPE_BUF = 4096;
+
+/**
+ * End of the next write starting at `offset`: the last line end within `limit` bytes, or (for a
+ * single line longer than `limit`) that line's end.
+ */
+function cutAtLine(buf: Buffer, offset: number, limit: number): number {
+  if (buf.length - offset <= limit) return buf.length;
+  const nl = buf.lastIndexOf(0x0a, offset + limit - 1);
+  if (nl >= offset) return nl + 1;
+  const next = buf.indexOf(0x0a, offset + limit);
+  return next < 0 ? buf.length : next + 1;
+}
 
 export class AccessLogger {
   readonly #fd: number;
   readonly #ownsFd: boolean;
   readonly #bufferBytes: number;
   readonly #maxBufferBytes: number;
+  /** Largest write() that stays whole when several writers share the target (see constructor). */
+  readonly #atomicLimit: number;
   readonly #timer: NodeJS.Timeout | undefined;
   // Lines waiting for the next write. Their total length is tracked in UTF-16 units, which is
   // close enough to bytes for thresholds and never needs a scan of the buffer.
@@ -143,6 +159,17 @@ export class AccessLogger {
       this.#fd = openSync(opts.target, 'a');
       this.#ownsFd = true;
     }
+    // Several workers (and the main thread) may share stdout. On a pipe or socket, as a container's
+    // stdout usually is, only writes of at most PIPE_BUF bytes are atomic; larger ones can be
+    // interleaved with another writer's mid-line. So pipe writes are cut at line ends below
+    // PIPE_BUF. Regular files opened O_APPEND take any size whole.
+    let regularFile = false;
+    try {
+      regularFile = fstatSync(this.#fd).isFile();
+    } catch {
+      /* unknown target: be conservative */
+    }
+    this.#atomicLimit = regularFile ? Infinity : PIPE_BUF;
     this.#bufferBytes = opts.bufferBytes ?? 64 * 1024;
     this.#maxBufferBytes = opts.maxBufferBytes ?? 16 * 1024 * 1024;
     const every = opts.flushIntervalMs ?? 1000;
@@ -194,10 +221,12 @@ export class AccessLogger {
   }
 
   #writeBuf(buf: Buffer, offset: number, lines: number): void {
-    write(this.#fd, buf, offset, buf.length - offset, null, (err, n) => {
+    const end = this.#atomicLimit === Infinity ? buf.length : cutAtLine(buf, offset, this.#atomicLimit);
+    write(this.#fd, buf, offset, end - offset, null, (err, n) => {
       if (err) {
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
-          setTimeout(() => this.#writeBuf(buf, offset, lines), EAGAIN_RETRY_MS).unref();
+          // Kept referenced: a shutdown flush must not be abandoned while the reader catches up.
+          setTimeout(() => this.#writeBuf(buf, offset, lines), EAGAIN_RETRY_MS);
           return;
         }
         // A broken target (disk full, closed pipe) must not take the proxy down; the batch is lost.

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFileSync, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { HeaderMap } from '../../src/filters/header-map.ts';
 import { ResponseFlag, StreamInfo } from '../../src/filters/stream-info.ts';
@@ -176,6 +177,37 @@ describe('access log', { timeout: 20_000 }, () => {
     assert.equal(log.written + log.dropped, 100);
     await log.close();
     assert.equal((await readFile(file, 'utf8')).trimEnd().split('\n').length, log.written);
+  });
+
+  it('two writers sharing a pipe never split each other\'s lines', async () => {
+    // Workers share stdout, usually a pipe: writes above PIPE_BUF may interleave mid-line.
+    const fifo = join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const chunks: Buffer[] = [];
+    reader.stdout.on('data', (c: Buffer) => chunks.push(c));
+    const ended = new Promise<void>((resolve) => reader.on('close', () => resolve()));
+    const a = new AccessLogger({ target: fifo, flushIntervalMs: 0 });
+    const b = new AccessLogger({ target: fifo, flushIntervalMs: 0 });
+    const big = { pad: 'x'.repeat(1500) };
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 50; i++) {
+        a.write({ w: 'a', i: round * 50 + i, ...big });
+        b.write({ w: 'b', i: round * 50 + i, ...big });
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all([a.close(), b.close()]);
+    await ended;
+    const lines = Buffer.concat(chunks).toString('utf8').trimEnd().split('\n');
+    assert.equal(lines.length, 2000);
+    const seen = { a: 0, b: 0 };
+    for (const l of lines) {
+      const o = JSON.parse(l) as { w: 'a' | 'b'; pad: string };
+      assert.equal(o.pad.length, 1500);
+      seen[o.w]++;
+    }
+    assert.deepEqual(seen, { a: 1000, b: 1000 });
   });
 
   it('a bad file path fails at construction', async () => {
