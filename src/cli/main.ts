@@ -4,11 +4,14 @@
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { parseAllDocuments } from 'yaml';
-import { loadBootstrapFile } from '../config/bootstrap.ts';
-import { formatAnalyzeLine, loadExtensions } from '../config/extensions.ts';
 import { ConfigError, formatIssue, type ConfigIssue } from '../errors.ts';
 import { isLevel, logger, setLevel } from '../observability/log.ts';
-import { startProxy, VERSION, type Proxy } from '../proxy/proxy.ts';
+import type { Proxy } from '../proxy/proxy.ts';
+import { VERSION } from '../version.ts';
+
+// Heavy modules (schema compilation, the data plane) load only for the commands that need them,
+// so `--help`, `--version` and `validate` start fast.
+const config = () => Promise.all([import('../config/bootstrap.ts'), import('../config/extensions.ts')]);
 
 const log = logger('main');
 
@@ -27,7 +30,8 @@ function isResourceFile(file: string): boolean {
 }
 
 /** Validates bootstrap and TrafficExtension files; returns every issue found. */
-export function validateFiles(files: string[]): ConfigIssue[] {
+export async function validateFiles(files: string[]): Promise<ConfigIssue[]> {
+  const [{ loadBootstrapFile }, { loadExtensions }] = await config();
   const issues: ConfigIssue[] = [];
   const resources: string[] = [];
   for (const f of files) {
@@ -88,6 +92,8 @@ export function buildCli(): Command {
     }))
     .option('-l, --log-level <level>', 'log level for every component (trace|debug|info|warn|error|critical|off)')
     .action(async (opts: { config: string; extensions?: string[]; concurrency: string; logLevel?: string }) => {
+      const [{ loadBootstrapFile }] = await config();
+      const { startProxy } = await import('../proxy/proxy.ts');
       if (opts.logLevel) {
         if (!isLevel(opts.logLevel)) {
           console.error(`error: --log-level must be one of trace, debug, info, warn, error, critical, off (got '${opts.logLevel}')`);
@@ -125,8 +131,8 @@ export function buildCli(): Command {
     .command('validate')
     .description('validate bootstrap and TrafficExtension files; prints file:line: path: message per error')
     .argument('<files...>', 'files or directories')
-    .action((files: string[]) => {
-      const issues = validateFiles(files);
+    .action(async (files: string[]) => {
+      const issues = await validateFiles(files);
       for (const i of issues) (i.level === 'error' ? console.error : console.warn)(`${formatIssue(i)}${i.level === 'warning' ? ' (warning)' : ''}`);
       const errors = issues.filter((i) => i.level === 'error').length;
       if (errors > 0) {
@@ -140,7 +146,8 @@ export function buildCli(): Command {
     .command('analyze')
     .description('istioctl-analyze style report for TrafficExtension/WasmPlugin files')
     .argument('<files...>', 'files or directories')
-    .action((files: string[]) => {
+    .action(async (files: string[]) => {
+      const [, { loadExtensions, formatAnalyzeLine }] = await config();
       const issues = loadExtensions(files).issues;
       if (issues.length === 0) {
         console.log('✔ No validation issues found when analyzing the given files.');

@@ -17,7 +17,8 @@ import { DataPlane, type ApplyResult } from './data-plane.ts';
 import type { WorkerReply, WorkerRequest } from './worker.ts';
 
 const log = logger('main');
-export const VERSION = '0.1.0';
+export { VERSION } from '../version.ts';
+import { VERSION } from '../version.ts';
 
 export interface ProxyOptions {
   bootstrap: BootstrapConfig;
