@@ -4,7 +4,7 @@
  * (`spec.match[0].ports[1].number`, `metadata.labels[app.kubernetes.io/name]`).
  */
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument } from 'yaml';
-import type { Document, Node as YamlNode } from 'yaml';
+import type { Document, Node as YamlNode, Tags } from 'yaml';
 
 export type PathSeg = string | number;
 
@@ -128,7 +128,15 @@ function toValue(doc: Document): unknown {
  */
 export function parseYamlStream(text: string, opts: { version?: '1.1' | '1.2' } = {}): ParsedYamlDoc[] {
   const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true, version: opts.version ?? '1.2' });
+  const version = opts.version ?? '1.2';
+  const docs = parseAllDocuments(text, {
+    lineCounter: lines,
+    prettyErrors: true,
+    uniqueKeys: true,
+    version,
+    // kubectl turns timestamps back into strings, and go-yaml has no base-60 numbers: keep both as text.
+    ...(version === '1.1' ? { customTags: (tags: Tags) => tags.filter((t) => !(typeof t === 'object' && (t.tag === 'tag:yaml.org,2002:timestamp' || ('format' in t && t.format === 'TIME')))) } : {}),
+  });
   const list = Array.isArray(docs) ? docs : [];
   return list.map((doc) => {
     const errors = docErrors(doc, lines);

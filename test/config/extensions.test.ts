@@ -472,6 +472,14 @@ describe('loading files like kubectl apply -f', () => {
     assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), ['metadata.name: Invalid value: "boolean": metadata.name in body must be of type string: "boolean"']);
   });
 
+  it('YAML 1.1 still keeps timestamps and h:mm values as strings (as kubectl sends them)', () => {
+    const text = `apiVersion: ${API}\nkind: TrafficExtension\nmetadata:\n  name: ts\n  creationTimestamp: 2026-05-18T10:00:00Z\nspec:\n  wasm:\n    url: oci://r/x:1\n    pluginConfig: {at: 12:30}\n`;
+    const r = loadExtensionSources([{ file: 'f', text }]);
+    assert.deepEqual(r.issues, []);
+    assert.equal(r.set.extensions[0]!.metadata.creationTimestamp, '2026-05-18T10:00:00Z');
+    assert.deepEqual(r.set.extensions[0]!.spec.wasm!.pluginConfig, { at: '12:30' });
+  });
+
   it('rejects duplicate keys like kubectl strict decoding', () => {
     const r = loadExtensionSources([{ file: 'f', text: `apiVersion: ${API}\nkind: TrafficExtension\nmetadata: {name: d}\nspec:\n  lua: {inlineCode: x}\n  phase: AUTHN\n  phase: AUTHZ\n` }]);
     assert.equal(r.set.extensions.length, 0);
