@@ -264,6 +264,9 @@ export class WasmVm {
   #instantiate(): void {
     const imports = buildImports(this);
     const mod = this.compiled.module;
+    if (this.compiled.fuel) {
+      (imports[FUEL_IMPORT_MODULE] = {} as WebAssembly.ModuleImports)[FUEL_IMPORT_NAME] = this.#fuelCheck;
+    }
     // Imported memory (rare toolchains): create it from the import's limits; the module's limits
     // were already capped by the instrumenter.
     for (const imp of WebAssembly.Module.imports(mod)) {
@@ -276,9 +279,6 @@ export class WasmVm {
       if (imp.kind === 'function' && !(imports[imp.module] && imp.name in (imports[imp.module] as object))) {
         throw new WasmLoadError('link', `missing import ${imp.module}.${imp.name}: not a Proxy-Wasm/WASI host function`);
       }
-    }
-    if (this.compiled.fuel) {
-      (imports[FUEL_IMPORT_MODULE] = {} as WebAssembly.ModuleImports)[FUEL_IMPORT_NAME] = this.#fuelCheck;
     }
     this.epoch++;
     this.depth++;

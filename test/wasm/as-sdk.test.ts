@@ -20,6 +20,7 @@ test('AS headers plugin: reads request headers, mutates both directions, uses it
   const p = await plugin(bytes, { rootId: 'headers', config: { greeting: 'hi' }, stats, logs });
   assert.equal(p.state, 'ready', p.reason);
   assert.equal(p.compiled?.abi, '0.2.0');
+  assert.equal(p.compiled?.fuel, true, 'the SDK module was instrumented for the CPU budget');
   const ex = await exchange(factory(p), {
     headers: [[':method', 'GET'], [':path', '/x'], [':authority', 'h'], ['x-a', 'one'], ['x-b', 'two'], ['x-remove-me', '1']],
   });

@@ -77,7 +77,7 @@ export async function plugin(bytes: Uint8Array, o: TestPluginOptions = {}): Prom
       vmId: o.vmId ?? '',
       vmConfiguration: encodeString('vm-config'),
       env: o.env ?? [],
-      cpuBudgetMs: o.cpuBudgetMs ?? 0,
+      cpuBudgetMs: o.cpuBudgetMs ?? 1000,
       services: {
         clusters: o.clusters ?? new FakeClusters(),
         stats: o.stats ?? new StatsStore(),
@@ -87,7 +87,7 @@ export async function plugin(bytes: Uint8Array, o: TestPluginOptions = {}): Prom
       },
       ...(o.reloadBackoffBaseMs !== undefined ? { reloadBackoffBaseMs: o.reloadBackoffBaseMs } : {}),
     },
-    o.maxPages ?? 0,
+    o.maxPages ?? 4096,
   );
 }
 
