@@ -46,6 +46,15 @@ interface ListenerStats {
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
+/**
+ * `Expect: 100-continue` is answered by the proxy itself (node:http/http2 send the interim
+ * 100 Continue) and not forwarded, as Envoy does with proxy_100_continue off. Forwarding it would
+ * also fail every such request on an HTTP/1.1 upstream: undici rejects an `expect` header.
+ */
+function isExpectContinue(v: string): boolean {
+  return v.length === 12 && v.toLowerCase() === '100-continue';
+}
+
 export class HttpListener implements StreamContext {
   readonly config: ListenerConfig;
   /** The current chain; replaced as a whole on reloads. */
@@ -206,6 +215,7 @@ export class HttpListener implements StreamContext {
       for (let i = 0; i < raw.length; i += 2) {
         const n = raw[i]!.toLowerCase();
         if (isHopByHop(n) && !(n === 'te' && raw[i + 1] === 'trailers')) continue;
+        if (n === 'expect' && isExpectContinue(raw[i + 1]!)) continue;
         headers.add(n, raw[i + 1]!);
       }
       if (!headers.has(':scheme')) headers.add(':scheme', scheme);
@@ -216,6 +226,7 @@ export class HttpListener implements StreamContext {
       for (let i = 0; i < raw.length; i += 2) {
         const n = raw[i]!.toLowerCase();
         if (n === 'host' || (isHopByHop(n) && !(n === 'te' && raw[i + 1] === 'trailers'))) continue;
+        if (n === 'expect' && isExpectContinue(raw[i + 1]!)) continue;
         headers.names.push(n);
         headers.values.push(raw[i + 1]!);
       }

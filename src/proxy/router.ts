@@ -6,6 +6,7 @@
 import { DataBuffer } from '../filters/data-buffer.ts';
 import type { HeaderMap } from '../filters/header-map.ts';
 import { DataStatus, HeadersStatus, TrailersStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filters/types.ts';
+import type { RouteConfig, RouteMatch } from '../config/types.ts';
 import type { Counter, StatsStore } from '../observability/stats.ts';
 import type { FilterEntry, FilterManager } from './filter-manager.ts';
 import type { ResolvedRoute } from './routes.ts';
@@ -98,7 +99,7 @@ class Router implements HttpFilter, UpstreamResponseHandler {
       return HeadersStatus.StopIteration;
     }
     if (rc.redirect) {
-      cb.sendLocalReply(rc.redirect.status, '', { details: 'direct_response', headers: [['location', redirectLocation(rc.redirect, headers)]] });
+      cb.sendLocalReply(rc.redirect.status, '', { details: 'direct_response', headers: [['location', redirectLocation(rc.redirect, rc.match, headers)]] });
       return HeadersStatus.StopIteration;
     }
     const action = rc.route!;
@@ -119,9 +120,14 @@ class Router implements HttpFilter, UpstreamResponseHandler {
     this.#stats.rqTotal.inc();
     si.upstreamCluster = cluster.config.name;
     si.upstreamHost = ep.config;
-    if (action.prefixRewrite !== undefined && rc.match.prefix !== undefined) {
+    if (action.prefixRewrite !== undefined) {
       const p = headers.get(':path') ?? '/';
-      headers.set(':path', action.prefixRewrite + p.slice(rc.match.prefix.length));
+      const rewritten = rewritePrefix(p, rc.match, action.prefixRewrite);
+      if (rewritten !== p) {
+        // Envoy keeps the client's path for the upstream and the access log.
+        if (!headers.has('x-envoy-original-path')) headers.set('x-envoy-original-path', p);
+        headers.set(':path', rewritten);
+      }
     }
     if (action.hostRewrite !== undefined) headers.set(':authority', action.hostRewrite);
     this.#timeoutMs = action.timeoutMs ?? cluster.config.requestTimeoutMs;
@@ -221,6 +227,8 @@ class Router implements HttpFilter, UpstreamResponseHandler {
     else if (status >= 300) s.rq3xx.inc();
     else s.rq2xx.inc();
     headers.set('x-envoy-upstream-service-time', String(Math.round(now - this.#upstreamStart)));
+    // Envoy's %RESPONSE_CODE_DETAILS% for a response that came from the upstream.
+    si.responseCodeDetails = 'via_upstream';
     if (endStream) this.#complete();
     this.#cb.encodeHeaders(headers, endStream);
   }
@@ -250,13 +258,26 @@ class Router implements HttpFilter, UpstreamResponseHandler {
   }
 }
 
-function redirectLocation(r: NonNullable<import('../config/types.ts').RouteConfig['redirect']>, headers: HeaderMap): string {
+/**
+ * Envoy's prefix_rewrite: replaces the part of the path the route matched (the prefix of a prefix
+ * match, the whole path of an exact match); the query string is kept.
+ */
+function rewritePrefix(path: string, match: RouteMatch, replacement: string): string {
+  let matched: number;
+  if (match.prefix !== undefined) matched = match.prefix.length;
+  else if (match.path !== undefined) matched = match.path.length;
+  else return path;
+  return replacement + path.slice(matched);
+}
+
+function redirectLocation(r: NonNullable<RouteConfig['redirect']>, match: RouteMatch, headers: HeaderMap): string {
   const scheme = r.scheme ?? headers.get(':scheme') ?? 'http';
   let authority = headers.get(':authority') ?? '';
   if (r.host !== undefined) authority = r.host + (r.port ? `:${r.port}` : '');
   else if (r.port !== undefined) authority = authority.replace(/:\d+$/, '') + `:${r.port}`;
   let path = headers.get(':path') ?? '/';
   if (r.path !== undefined) path = r.path;
+  else if (r.prefixRewrite !== undefined) path = rewritePrefix(path, match, r.prefixRewrite);
   if (r.stripQuery) {
     const q = path.indexOf('?');
     if (q >= 0) path = path.slice(0, q);

@@ -184,7 +184,8 @@ function startH1(ep: Endpoint, headers: HeaderMap, endStream: boolean, handler: 
       if (authority === undefined) authority = values[i]!;
       continue;
     }
-    if (HOP_BY_HOP.has(n)) continue;
+    // `te: trailers` is the one TE value Envoy forwards (its HCM strips every other directive).
+    if (HOP_BY_HOP.has(n) && !(n === 'te' && values[i] === 'trailers')) continue;
     flat.push(n, values[i]!);
   }
   if (authority !== undefined) flat.push('host', authority);

@@ -1,0 +1,198 @@
+/**
+ * The connection manager's header rules, as Envoy applies them: x-forwarded-for appended with the
+ * peer address, x-forwarded-proto (set on gateways, kept on sidecars), x-request-id generated when
+ * absent and kept when present (and logged), hop-by-hop headers removed in both directions over
+ * both downstream protocols, `te: trailers` kept, `Expect: 100-continue` answered by the proxy,
+ * repeated headers kept in order, and a downstream disconnect cancelling the upstream request.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import type http from 'node:http';
+import net from 'node:net';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { request } from 'undici';
+import { cluster, listener } from '../helpers/bootstrap.ts';
+import { h2Close, h2Connect, h2Request, parseResponses, rawExchange, run, startPlane, type RunningPlane } from '../helpers/conformance.ts';
+import { startHttp1, type TestServer } from '../helpers/upstream.ts';
+
+interface Echo {
+  url: string;
+  headers: Record<string, string>;
+  rawHeaders: string[];
+  bodyLength: number;
+}
+
+let up: TestServer & { server: http.Server };
+let plane: RunningPlane;
+let gw: number;
+let sidecar: number;
+let hangClosed: Promise<void>;
+let onHangClosed: () => void;
+
+before(async () => {
+  hangClosed = new Promise((r) => (onHangClosed = r));
+  up = await startHttp1((req, res) => {
+    if (req.url === '/hang') {
+      req.on('close', () => onHangClosed());
+      return;
+    }
+    let n = 0;
+    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('end', () => {
+      const body = JSON.stringify({ url: req.url, headers: req.headers, rawHeaders: req.rawHeaders, bodyLength: n } satisfies Echo);
+      // Hop-by-hop headers on the response: the proxy must not pass them on.
+      res.setHeader('keep-alive', 'timeout=7, max=99');
+      res.setHeader('proxy-connection', 'keep-alive');
+      res.setHeader('upgrade', 'h2c');
+      res.setHeader('x-app', 'yes');
+      res.setHeader('set-cookie', ['a=1', 'b=2']);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(body);
+    });
+  });
+  const routes = [{ name: 'all', virtualHosts: [{ name: 'all', domains: ['*'], routes: [{ name: 'r', match: { prefix: '/' }, route: { cluster: 'app' } }] }] }];
+  plane = await startPlane({
+    listeners: [listener({ name: 'gw', direction: 'gateway' }), listener({ name: 'sidecar', direction: 'sidecar_inbound' })],
+    clusters: [cluster('app', up.port)],
+    routeTables: routes,
+  });
+  gw = plane.ports.gw!;
+  sidecar = plane.ports.sidecar!;
+});
+after(async () => {
+  await plane.close();
+  await up.close();
+});
+
+async function get(port: number, headers: Record<string, string> = {}, path = '/e'): Promise<{ echo: Echo; res: Awaited<ReturnType<typeof request>> }> {
+  const res = await request(`http://127.0.0.1:${port}${path}`, { headers });
+  const echo = (await res.body.json()) as Echo;
+  return { echo, res };
+}
+
+test('x-forwarded-for: set to the peer address, appended to an existing chain', async () => {
+  assert.equal((await get(gw)).echo.headers['x-forwarded-for'], '127.0.0.1');
+  assert.equal((await get(gw, { 'x-forwarded-for': '203.0.113.7, 198.51.100.1' })).echo.headers['x-forwarded-for'], '203.0.113.7, 198.51.100.1, 127.0.0.1');
+});
+
+test('x-forwarded-proto: set from the listener scheme on a gateway (client value overwritten), kept on a sidecar', async () => {
+  assert.equal((await get(gw)).echo.headers['x-forwarded-proto'], 'http');
+  assert.equal((await get(gw, { 'x-forwarded-proto': 'https' })).echo.headers['x-forwarded-proto'], 'http');
+  assert.equal((await get(sidecar, { 'x-forwarded-proto': 'https' })).echo.headers['x-forwarded-proto'], 'https');
+  assert.equal((await get(sidecar)).echo.headers['x-forwarded-proto'], 'http');
+});
+
+test('x-request-id: generated (UUID) when absent, unique per request, kept when present', async () => {
+  const a = (await get(gw)).echo.headers['x-request-id']!;
+  const b = (await get(gw)).echo.headers['x-request-id']!;
+  assert.match(a, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.notEqual(a, b);
+  assert.equal((await get(gw, { 'x-request-id': 'client-chosen-id' })).echo.headers['x-request-id'], 'client-chosen-id');
+});
+
+test('hop-by-hop request headers are removed (HTTP/1.1 downstream); te: trailers is kept', async () => {
+  const raw = await rawExchange(
+    gw,
+    'GET /hop HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\nKeep-Alive: timeout=3\r\nProxy-Connection: keep-alive\r\nUpgrade: websocket\r\nTE: trailers\r\nX-Keep: 1\r\n\r\n',
+  );
+  const [res] = parseResponses(raw);
+  const echo = JSON.parse(res!.body) as Echo;
+  const sent = new Set(echo.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase()));
+  for (const h of ['keep-alive', 'proxy-connection', 'upgrade', 'transfer-encoding']) assert.ok(!sent.has(h), `${h} forwarded: ${echo.rawHeaders.join(' | ')}`);
+  // The upstream hop has its own connection header (undici's keep-alive), never the client's "close".
+  assert.notEqual(echo.headers.connection, 'keep-alive, close');
+  assert.equal(echo.headers.te, 'trailers');
+  assert.equal(echo.headers['x-keep'], '1');
+});
+
+test('TE values other than trailers are removed', async () => {
+  const raw = await rawExchange(gw, 'GET /te HTTP/1.1\r\nHost: a\r\nTE: gzip\r\nConnection: close\r\n\r\n');
+  const echo = JSON.parse(parseResponses(raw)[0]!.body) as Echo;
+  assert.equal(echo.headers.te, undefined);
+});
+
+test('hop-by-hop response headers are removed (HTTP/1.1 and HTTP/2 downstream); repeated headers kept', async () => {
+  const raw = await rawExchange(gw, 'GET /resp HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  const [res] = parseResponses(raw);
+  assert.equal(res!.headers['x-app'], 'yes');
+  assert.equal(res!.headers['proxy-connection'], undefined);
+  assert.equal(res!.headers.upgrade, undefined);
+  assert.notEqual(res!.headers['keep-alive'], 'timeout=7, max=99');
+  assert.deepEqual(
+    res!.headerLines.filter(([n]) => n === 'set-cookie').map(([, v]) => v),
+    ['a=1', 'b=2'],
+  );
+  const session = await h2Connect(`http://127.0.0.1:${gw}`);
+  try {
+    const r = await h2Request(session, { ':method': 'GET', ':path': '/resp2' });
+    assert.equal(r.headers[':status'], 200);
+    for (const h of ['keep-alive', 'proxy-connection', 'upgrade', 'transfer-encoding', 'connection']) assert.equal(r.headers[h], undefined, h);
+    assert.deepEqual(r.headers['set-cookie'], ['a=1', 'b=2']);
+  } finally {
+    await h2Close(session);
+  }
+});
+
+test('repeated request headers reach the upstream in order', async () => {
+  const raw = await rawExchange(gw, 'GET /dup HTTP/1.1\r\nHost: a\r\nX-Dup: one\r\nX-Dup: two\r\nConnection: close\r\n\r\n');
+  const echo = JSON.parse(parseResponses(raw)[0]!.body) as Echo;
+  const dups = echo.rawHeaders.flatMap((v, i) => (i % 2 === 1 && echo.rawHeaders[i - 1]!.toLowerCase() === 'x-dup' ? [v] : []));
+  assert.deepEqual(dups, ['one', 'two']);
+});
+
+test('Expect: 100-continue is answered by the proxy and not forwarded (curl, 2 MiB body)', async () => {
+  const file = join(plane.accessLogFile, '..', 'body.bin');
+  writeFileSync(file, Buffer.alloc(2 * 1024 * 1024, 7));
+  const r = await run('curl', ['-sS', '-i', '-H', 'Expect: 100-continue', '--data-binary', `@${file}`, `http://127.0.0.1:${gw}/expect`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^HTTP\/1\.1 100 Continue\r\n/);
+  const body = r.stdout.slice(r.stdout.lastIndexOf('\r\n\r\n') + 4);
+  assert.match(r.stdout, /HTTP\/1\.1 200 OK/);
+  const echo = JSON.parse(body) as Echo;
+  assert.equal(echo.bodyLength, 2 * 1024 * 1024);
+  assert.equal(echo.headers.expect, undefined);
+});
+
+test('a downstream disconnect cancels the upstream request and is logged DC downstream_remote_disconnect', async () => {
+  const p = await startPlane({ clusters: [cluster('app', up.port)], routeTables: [{ name: 'd', virtualHosts: [{ name: 'v', domains: ['*'], routes: [{ name: 'r', match: { prefix: '/' }, route: { cluster: 'app' } }] }] }] });
+  try {
+    const s = net.connect({ host: '127.0.0.1', port: p.ports.http! });
+    s.on('error', () => {});
+    s.write('GET /hang HTTP/1.1\r\nHost: a\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    s.destroy();
+    await hangClosed; // the upstream saw its request go away
+  } finally {
+    const log = await p.closeAndReadLog();
+    const e = log.find((x) => x.path === '/hang');
+    assert.ok(e, JSON.stringify(log));
+    assert.equal(e.response_flags, 'DC');
+    assert.equal(e.response_code_details, 'downstream_remote_disconnect');
+    assert.equal(e.response_code, 0);
+  }
+});
+
+test('access log: request_id, x_forwarded_for, authority, upstream host/cluster, via_upstream details', async () => {
+  const p = await startPlane({ clusters: [cluster('app', up.port)], routeTables: [{ name: 'd', virtualHosts: [{ name: 'v', domains: ['*'], routes: [{ name: 'route-1', match: { prefix: '/' }, route: { cluster: 'app' } }] }] }] });
+  try {
+    const res = await request(`http://127.0.0.1:${p.ports.http}/logged?x=1`, { headers: { 'x-request-id': 'rid-42', 'user-agent': 'conformance', host: 'svc.example' } });
+    assert.equal(res.statusCode, 200);
+    await res.body.text();
+  } finally {
+    const log = await p.closeAndReadLog();
+    const e = log.find((x) => x.path === '/logged?x=1');
+    assert.ok(e, JSON.stringify(log));
+    assert.equal(e.request_id, 'rid-42');
+    assert.equal(e.x_forwarded_for, '127.0.0.1');
+    assert.equal(e.authority, 'svc.example');
+    assert.equal(e.user_agent, 'conformance');
+    assert.equal(e.upstream_cluster, 'app');
+    assert.equal(e.upstream_host, `127.0.0.1:${up.port}`);
+    assert.equal(e.route_name, 'route-1');
+    assert.equal(e.response_code, 200);
+    assert.equal(e.response_flags, '-');
+    assert.equal(e.response_code_details, 'via_upstream');
+    assert.ok(e.bytes_sent > 0);
+  }
+});
