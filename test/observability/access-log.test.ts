@@ -165,7 +165,8 @@ describe('access log', { timeout: 20_000 }, () => {
     await log.close();
     assert.equal((await readFile(file, 'utf8')).trimEnd().split('\n').length, n);
     assert.equal(log.dropped, 0);
-    assert.ok(us < 50, `${us} µs`);
+    // A sanity bound only (loaded CI machines vary); buffering itself is checked above.
+    assert.ok(us < 200, `${us} µs`);
   });
 
   it('drops and counts lines beyond maxBufferBytes instead of growing without bound', async () => {

@@ -217,18 +217,27 @@ describe('istio standard metrics', { timeout: 20_000 }, () => {
     assert.equal(fams.get('istio_requests_total')?.samples[0]?.labels.source_workload, 'productpage-v1');
   });
 
-  it('hot path stays cheap (one map lookup per request)', () => {
+  it('hot path stays cheap: cached series cost a fraction of building one', () => {
+    // Compared against the cold path in the same run rather than an absolute bound, so a loaded
+    // CI machine does not make the test flaky, while per-request label building would fail it.
     const store = new StatsStore();
-    const m = new IstioMetrics(store, identity);
+    const m = new IstioMetrics(store, identity, { maxSeries: 1e9 });
     const info = stream('sidecar_outbound', 200);
-    const facts = { requestHeaders: reqHeaders(), responseHeaders: HeaderMap.fromPairs([[':status', '200'], ['content-length', '1000']]) };
-    for (let i = 0; i < 20_000; i++) m.recordRequest(info, facts);
-    const n = 200_000;
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) m.recordRequest(info, facts);
-    const us = ((performance.now() - t0) * 1000) / n;
-    console.log(`# recordRequest: ${us.toFixed(3)} µs/request`);
-    // Generous bound so slow CI machines pass, tight enough to catch per-request label building.
-    assert.ok(us < 5, `recordRequest took ${us} µs`);
+    const resp = HeaderMap.fromPairs([[':status', '200'], ['content-length', '1000']]);
+    const n = 3000;
+    const cold: HeaderMap[] = Array.from({ length: n }, (_, i) => reqHeaders(`svc-${i}.shop.svc.cluster.local`));
+    const hot: HeaderMap[] = Array.from({ length: n }, () => reqHeaders());
+    const time = (hs: HeaderMap[]) => {
+      const t0 = performance.now();
+      for (const h of hs) m.recordRequest(info, { requestHeaders: h, responseHeaders: resp });
+      return ((performance.now() - t0) * 1000) / hs.length;
+    };
+    for (let i = 0; i < 10; i++) time(hot); // warm up
+    const hotRuns: number[] = [];
+    for (let i = 0; i < 5; i++) hotRuns.push(time(hot));
+    const hotUs = hotRuns.sort((a, b) => a - b)[2]!;
+    const coldUs = time(cold);
+    console.log(`# recordRequest: ${hotUs.toFixed(3)} µs/request cached, ${coldUs.toFixed(2)} µs for a new label set`);
+    assert.ok(hotUs * 3 < coldUs, `cached ${hotUs} µs vs new ${coldUs} µs`);
   });
 });
