@@ -166,6 +166,22 @@ export function extensionsForListener(
   return byPhase;
 }
 
+/**
+ * Every extension that applies anywhere on this proxy, whatever the listener: istiod's whole-proxy
+ * query (class Undefined, port 0, all chain types), used for ECDS and to find pull secrets / modules
+ * to fetch ahead of listener updates.
+ */
+export function extensionsForProxy(
+  identity: ProxyIdentity,
+  all: readonly TrafficExtension[] | Map<string, TrafficExtension[]>,
+  services?: readonly BoundService[],
+  opts: SelectionOptions = {},
+): TrafficExtension[] {
+  const info: ListenerInfo = { class: 'Undefined', port: 0 };
+  if (services) info.services = services;
+  return flattenPhases(extensionsForListener(identity, info, 'ANY', all, opts));
+}
+
 /** All applicable extensions flattened in chain order (AUTHN, AUTHZ, STATS, UNSPECIFIED). */
 export function flattenPhases(byPhase: Record<Phase, TrafficExtension[]>): TrafficExtension[] {
   return PHASES.flatMap((p) => byPhase[p]);

@@ -6,7 +6,9 @@ import { loadExtensionObjects } from '../../src/config/extensions.ts';
 import {
   compareByCreation,
   extensionsForListener,
+  extensionsForProxy,
   flattenPhases,
+  indexByNamespace,
   listenerClassForDirection,
   listenerInfoFor,
   lookupNamespaces,
@@ -253,6 +255,20 @@ describe('selector and targetRefs (§2.4)', () => {
       const client = te('client', 'default', { lua: LUA, targetRefs: [{ kind: 'Service', name: 'reviews' }], match: [{ mode: 'CLIENT' }] });
       assert.deepEqual(names(flattenPhases(extensionsForListener(wp, info, 'HTTP', [withPorts, client]))), []);
     });
+  });
+});
+
+describe('whole-proxy query', () => {
+  it('returns every extension that applies on any listener, all chain types, ignoring match', () => {
+    const exts = [
+      te('inbound-only', 'default', { lua: LUA, match: [{ mode: 'SERVER', ports: [{ number: 1 }] }] }),
+      te('net', 'default', { wasm: { url: 'oci://r/x:1', type: 'NETWORK' }, phase: 'AUTHN' }),
+      te('other-workload', 'default', { lua: LUA, selector: { matchLabels: { app: 'nope' } } }),
+      te('root', 'istio-system', { lua: LUA, phase: 'STATS' }),
+    ];
+    assert.deepEqual(names(extensionsForProxy(proxy(), exts)), ['net', 'root', 'inbound-only']);
+    // A pre-built namespace index gives the same answer.
+    assert.deepEqual(names(extensionsForProxy(proxy(), indexByNamespace(exts))), ['net', 'root', 'inbound-only']);
   });
 });
 
