@@ -8,7 +8,8 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
-import type { TrafficExtension, WasmConfig } from '../config/types.ts';
+import type { BootstrapConfig, PullSecret, TrafficExtension, WasmConfig } from '../config/types.ts';
+import type { StatsStore } from '../observability/stats.ts';
 import { extensionFilterName, registerRuntime, type ExtensionRuntime, type LoadedExtension, type WorkerServices } from '../proxy/extension-runtime.ts';
 import { Limits } from './abi.ts';
 import { compilePlugin, WasmLoadError } from './module.ts';
@@ -16,8 +17,15 @@ import { encodeString } from './pairs.ts';
 import { WasmPlugin, type PluginOptions } from './plugin.ts';
 import type { VmServices } from './vm.ts';
 
+/** What a module source may use from the worker (a structural subset of WorkerServices). */
+export interface ModuleSourceServices {
+  readonly bootstrap: Pick<BootstrapConfig, 'wasm'>;
+  readonly stats: StatsStore;
+  readonly secrets: readonly PullSecret[];
+}
+
 /** Resolves a WasmConfig to module bytes. Throwing = fetch failure (governed by failStrategy). */
-export type ModuleSource = (wasm: WasmConfig, ext: TrafficExtension, services: WorkerServices) => Promise<Uint8Array>;
+export type ModuleSource = (wasm: WasmConfig, ext: TrafficExtension, services: ModuleSourceServices) => Promise<Uint8Array>;
 
 /** Local files only: `file:///abs/path`, `/abs/path` or a path relative to the extension's file. */
 export const localModuleSource: ModuleSource = async (wasm, ext) => {

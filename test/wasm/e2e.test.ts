@@ -1,0 +1,156 @@
+/**
+ * End to end through the real proxy (startProxy, in-process data plane) with real HTTP clients
+ * (undici) and real upstreams on 127.0.0.1: AS SDK plugins loaded from file:// URLs by the `wasm`
+ * runtime, an HTTP callout to a bootstrap cluster, metrics at /stats/prometheus, and failure
+ * strategies (trap ⇒ 503 wasm_fail_stream, CPU budget with FAIL_OPEN).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { request } from 'undici';
+import { loadExtensionObjects } from '../../src/config/extensions.ts';
+import { startProxy, type Proxy } from '../../src/proxy/proxy.ts';
+import { bootstrap, cluster, routeAll } from '../helpers/bootstrap.ts';
+import { echoHandler, startHttp1, type TestServer } from '../helpers/upstream.ts';
+import { buildAs, buildWat } from './helpers/build.ts';
+import { watPlugin } from './helpers/wat.ts';
+
+let dir: string;
+let upstream: TestServer;
+let authServer: TestServer;
+let proxy: Proxy;
+let failProxy: Proxy;
+
+async function file(name: string, bytes: Uint8Array): Promise<string> {
+  const p = join(dir, name);
+  await writeFile(p, bytes);
+  return pathToFileURL(p).href;
+}
+
+function ext(name: string, wasm: Record<string, unknown>, priority = 0) {
+  return { apiVersion: 'extensions.istio.io/v1alpha1', kind: 'TrafficExtension', metadata: { name, namespace: 'default' }, spec: { priority, wasm } };
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'meshext-wasm-e2e-'));
+  const [headers, auth] = await Promise.all([buildAs('headers'), buildAs('auth')]);
+  // Crashes when the request carries x-crash; spins forever when it carries x-spin.
+  const crashy = await buildWat(
+    watPlugin({
+      extra: `
+  (data (i32.const 5000) "x-crash")
+  (data (i32.const 5016) "x-spin")`,
+      bodies: {
+        proxy_on_request_headers: `
+    (if (i32.eqz (call $hget (i32.const 0) (i32.const 5000) (i32.const 7) (i32.const 6000) (i32.const 6004))) (then (unreachable)))
+    (if (i32.eqz (call $hget (i32.const 0) (i32.const 5016) (i32.const 6) (i32.const 6000) (i32.const 6004))) (then (loop $l (br $l))))
+    (i32.const 0)`,
+      },
+    }),
+  );
+  upstream = await startHttp1(echoHandler);
+  authServer = await startHttp1((req, res) => {
+    res.writeHead(req.url === '/check/ok' ? 200 : 403, { 'content-type': 'text/plain' });
+    res.end('checked');
+  });
+  const clusters = [cluster('echo', upstream.port), cluster('auth', authServer.port)];
+  const set = loadExtensionObjects([
+    ext('headers', { url: await file('headers.wasm', headers), pluginName: 'headers', pluginConfig: { greeting: 'hi' } }, 10),
+    ext('auth', { url: await file('auth.wasm', auth), pluginName: 'auth', pluginConfig: { mode: 'strict' } }, 5),
+  ]);
+  assert.deepEqual(set.issues, []);
+  proxy = await startProxy({ bootstrap: bootstrap({ clusters, routeTables: [routeAll('echo')] }), extensions: set.set });
+  const crashUrl = await file('crashy.wasm', crashy);
+  const failSet = loadExtensionObjects([
+    ext('crash-closed', { url: crashUrl, failStrategy: 'FAIL_CLOSE', pluginConfig: { a: 1 } }, 10),
+  ]);
+  assert.deepEqual(failSet.issues, []);
+  failProxy = await startProxy({
+    bootstrap: bootstrap({ clusters, routeTables: [routeAll('echo')], wasm: { memoryLimitBytes: 64 << 20, cpuBudgetMs: 100, cacheDir: join(dir, 'cache'), insecureRegistries: [], allowLoopbackFetch: true } }),
+    extensions: failSet.set,
+  });
+});
+
+after(async () => {
+  await proxy?.close();
+  await failProxy?.close();
+  await upstream?.close();
+  await authServer?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('AS plugins in the real chain: header mutation both ways, plugin config, request seen upstream', { timeout: 240_000 }, async () => {
+  const res = await request(`http://127.0.0.1:${proxy.ports.http}/hello`, { headers: { 'x-a': 'one', 'x-b': 'two', 'x-remove-me': 'bye' } });
+  const body = (await res.body.json()) as { headers: Record<string, string> };
+  assert.equal(res.statusCode, 200);
+  assert.equal(res.headers['x-config'], '{"greeting":"hi"}');
+  assert.equal(res.headers['x-seen'], 'one|two');
+  assert.equal(body.headers['x-added-by-wasm'], 'yes');
+  assert.equal(body.headers['x-remove-me'], undefined);
+});
+
+test('local reply and HTTP callout to a bootstrap cluster through the real proxy', async () => {
+  const port = proxy.ports.http;
+  const denied = await request(`http://127.0.0.1:${port}/`, { headers: { 'x-deny': '1' } });
+  assert.equal(denied.statusCode, 403);
+  assert.equal(await denied.body.text(), 'forbidden');
+  assert.equal(denied.headers['x-reason'], 'deny header');
+  const ok = await request(`http://127.0.0.1:${port}/callout/ok`);
+  const okBody = (await ok.body.json()) as { headers: Record<string, string> };
+  assert.equal(ok.statusCode, 200);
+  assert.equal(okBody.headers['x-auth-status'], '200', 'header added from the callout response, then resumed');
+  const no = await request(`http://127.0.0.1:${port}/callout/no`);
+  assert.equal(no.statusCode, 401);
+  assert.equal(await no.body.text(), 'unauthorized');
+});
+
+test('plugin metrics are exported under their own name (wasmcustom namespace)', async () => {
+  const stats = await proxy.stats();
+  const c = stats.find((s) => s.name === 'wasmcustom.test_plugin_requests_total');
+  assert.ok(c && c.kind === 'counter' && c.value >= 1, JSON.stringify(stats.filter((s) => s.name.includes('wasm')).map((s) => s.name)));
+  const res = await request(`http://127.0.0.1:${proxy.adminPort}/stats/prometheus`);
+  const text = await res.body.text();
+  assert.match(text, /^test_plugin_requests_total(\{[^}]*\})? \d+/m);
+});
+
+test('FAIL_CLOSE through the proxy: a trap answers 503 wasm_fail_stream, then every request until the config changes', async () => {
+  const port = failProxy.ports.http;
+  const before = await request(`http://127.0.0.1:${port}/`);
+  await before.body.dump();
+  assert.equal(before.statusCode, 200);
+  const crash = await request(`http://127.0.0.1:${port}/`, { headers: { 'x-crash': '1' } });
+  await crash.body.dump();
+  assert.equal(crash.statusCode, 503);
+  const next = await request(`http://127.0.0.1:${port}/`);
+  await next.body.dump();
+  assert.equal(next.statusCode, 503);
+});
+
+test('CPU budget through the proxy with FAIL_OPEN: an infinite loop is cut off and traffic keeps flowing', async () => {
+  const crashy = await buildWat(
+    watPlugin({
+      extra: `
+  (data (i32.const 5016) "x-spin")`,
+      bodies: { proxy_on_request_headers: '(if (i32.eqz (call $hget (i32.const 0) (i32.const 5016) (i32.const 6) (i32.const 6000) (i32.const 6004))) (then (loop $l (br $l)))) (i32.const 0)' },
+    }),
+  );
+  const set = loadExtensionObjects([ext('spin-open', { url: await file('spin.wasm', crashy), failStrategy: 'FAIL_OPEN', pluginConfig: { a: 1 } })]);
+  const outcome = await failProxy.applyExtensionSet(set.set, []);
+  assert.deepEqual(outcome.issues, []);
+  const port = failProxy.ports.http;
+  const t0 = performance.now();
+  const spin = await request(`http://127.0.0.1:${port}/`, { headers: { 'x-spin': '1' } });
+  await spin.body.dump();
+  const took = performance.now() - t0;
+  assert.equal(spin.statusCode, 200, 'FAIL_OPEN: the stream continues');
+  assert.ok(took < 2000, `cut off after ${took.toFixed(0)} ms`);
+  const next = await request(`http://127.0.0.1:${port}/`);
+  await next.body.dump();
+  assert.equal(next.statusCode, 200);
+  const stats = await failProxy.stats();
+  const c = stats.find((s) => s.name === 'wasm.default.spin-open.cpu_budget_exceeded');
+  assert.ok(c && c.kind === 'counter' && c.value === 1);
+});
