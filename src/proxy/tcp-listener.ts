@@ -23,6 +23,11 @@ interface Held {
   index: number;
   data: DataBuffer;
   end: boolean;
+  /**
+   * The filter at `index` has seen this data and stopped (resume after it); false when the data
+   * is parked in front of a filter that has not seen it (new-connection iteration stopped there).
+   */
+  seen: boolean;
 }
 
 class TcpSession implements NetworkFilterCallbacks {
@@ -32,7 +37,10 @@ class TcpSession implements NetworkFilterCallbacks {
   #up: net.Socket | undefined;
   readonly #filters: { name: string; filter: NetworkFilter }[] = [];
   readonly #listener: TcpListener;
+  /** Filters whose onNewConnection has run (Envoy's `initialized_`). */
   #newConnIndex = 0;
+  /** The last of those returned StopIteration and has not continued yet. */
+  #newConnStopped = false;
   #connectStarted = false;
   #upConnected = false;
   /** Downstream data waiting for the upstream connection. */
@@ -88,7 +96,10 @@ class TcpSession implements NetworkFilterCallbacks {
         return;
       }
       if (this.#closed) return;
-      if (status === NetworkFilterStatus.StopIteration) return;
+      if (status === NetworkFilterStatus.StopIteration) {
+        this.#newConnStopped = true;
+        return;
+      }
     }
     this.#connectUpstream();
   }
@@ -105,7 +116,8 @@ class TcpSession implements NetworkFilterCallbacks {
       return;
     }
     this.streamInfo.upstreamHost = ep.config;
-    const up = net.connect({ host: ep.config.address, port: ep.config.port, noDelay: true });
+    // Half-open: a FIN from one side is passed on, the other direction keeps flowing.
+    const up = net.connect({ host: ep.config.address, port: ep.config.port, noDelay: true, allowHalfOpen: true });
     this.#up = up;
     const timer = setTimeout(() => {
       this.streamInfo.responseFlags.add('UF');
@@ -140,24 +152,37 @@ class TcpSession implements NetworkFilterCallbacks {
     up.on('drain', () => this.#down.resume());
   }
 
-  /** Runs downstream data through read filters from `from`. */
+  /**
+   * Runs downstream data through read filters from `from`. As Envoy's read filter manager: data
+   * never passes a filter whose onNewConnection has not run yet (an earlier filter stopped the
+   * new-connection iteration), nor one that stopped there and has no data callback; a filter that
+   * stopped on the new connection but lets data through continues the new-connection iteration.
+   */
   #downstreamData(from: number, data: DataBuffer, end: boolean): void {
     const filters = this.#filters;
     for (let i = from; i < filters.length; i++) {
       const { filter, name } = filters[i]!;
-      if (!filter.onDownstreamData) continue;
-      let payload = data;
       const held = this.#heldDown;
       if (held && held.index === i) {
         held.data.move(data);
         held.end ||= end;
-        payload = held.data;
+        if (!held.seen) return;
+        data = held.data;
+        end = held.end;
       } else if (held && held.index < i) {
+        held.data.move(data);
+        held.end ||= end;
         return;
       }
+      const stoppedHere = this.#newConnStopped && i === this.#newConnIndex - 1;
+      if (i >= this.#newConnIndex || (stoppedHere && !filter.onDownstreamData)) {
+        if (!held || held.index !== i) this.#heldDown = { index: i, data, end, seen: false };
+        return;
+      }
+      if (!filter.onDownstreamData) continue;
       let status: NetworkFilterStatus;
       try {
-        status = filter.onDownstreamData(payload, end || (held?.end ?? false));
+        status = filter.onDownstreamData(data, end);
       } catch (err) {
         log.error({ err, filter: name }, 'onDownstreamData threw; closing the connection');
         this.close(false, 'filter_exception');
@@ -165,11 +190,15 @@ class TcpSession implements NetworkFilterCallbacks {
       }
       if (this.#closed) return;
       if (status === NetworkFilterStatus.StopIteration) {
-        this.#heldDown = { index: i, data: payload, end: end || (held?.end ?? false) };
+        this.#heldDown = { index: i, data, end, seen: true };
         return;
       }
       if (held && held.index === i) this.#heldDown = undefined;
-      data = payload;
+      if (stoppedHere) {
+        this.#newConnStopped = false;
+        this.#runNewConnection();
+        if (this.#closed) return;
+      }
     }
     this.#writeUpstream(data, end);
   }
@@ -198,7 +227,7 @@ class TcpSession implements NetworkFilterCallbacks {
       }
       if (this.#closed) return;
       if (status === NetworkFilterStatus.StopIteration) {
-        this.#heldUp = { index: j, data: payload, end: end || (held?.end ?? false) };
+        this.#heldUp = { index: j, data: payload, end: end || (held?.end ?? false), seen: true };
         return;
       }
       if (held && held.index === j) this.#heldUp = undefined;
@@ -213,7 +242,7 @@ class TcpSession implements NetworkFilterCallbacks {
     if (!this.#upConnected || !up) {
       for (const c of data.chunks()) this.#pendingUp.push(c);
       if (end) this.#pendingUpEnd = true;
-      if (!this.#connectStarted && this.#newConnIndex >= this.#filters.length) this.#connectUpstream();
+      if (!this.#connectStarted && this.#newConnIndex >= this.#filters.length && !this.#newConnStopped) this.#connectUpstream();
       return;
     }
     let ok = true;
@@ -228,13 +257,15 @@ class TcpSession implements NetworkFilterCallbacks {
     if (this.#closed) return;
     queueMicrotask(() => {
       if (this.#closed) return;
-      if (this.#newConnIndex < this.#filters.length || !this.#connectStarted) {
+      if (this.#newConnStopped || this.#newConnIndex < this.#filters.length || !this.#connectStarted) {
+        this.#newConnStopped = false;
         this.#runNewConnection();
+        if (this.#closed) return;
       }
       const held = this.#heldDown;
       if (held) {
         this.#heldDown = undefined;
-        this.#downstreamData(held.index + 1, held.data, held.end);
+        this.#downstreamData(held.seen ? held.index + 1 : held.index, held.data, held.end);
       }
       const heldUp = this.#heldUp;
       if (heldUp) {
@@ -315,7 +346,8 @@ export class TcpListener {
 
   async listen(): Promise<void> {
     const cx = this.#stats.counter(`listener.${this.config.address}_${this.config.port}.downstream_cx_total`);
-    const server = net.createServer({ noDelay: true }, (socket) => {
+    // Half-open: the client's FIN goes upstream and the upstream's answer still comes back.
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
       cx.inc();
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
