@@ -1,0 +1,220 @@
+/**
+ * The macro suite: scenarios × contenders, each cell = start the contender, check that it really
+ * applies the extension (a request must come back with the expected header), warm up, N measured
+ * runs (req/s, proxy CPU µs per request, foreign CPU on the machine), one latency run at a fixed
+ * moderate rate, RSS, stop.
+ */
+import { readFileSync } from 'node:fs';
+import { CORES, label, meshextLog, startContender, type ContenderSpec, type Running } from './contenders.ts';
+import { runH2load, runWrk, type WrkResult } from './load.ts';
+import { BusyWindow, isBusy, type BusyReport } from './machine.ts';
+import { CLK_TCK, sleep, treeRssKiB, treeTicks, type Started } from './proc.ts';
+import { median, spread } from './stats.ts';
+
+export interface Scenario {
+  id: string;
+  title: string;
+  protocol: 'h1' | 'h2';
+  connections: number;
+  /** HTTP/2 streams per connection (h2 only). */
+  streams?: number;
+  method?: string;
+  bodyBytes?: number;
+  contenders: ContenderSpec[];
+  /** What the extension must have done to a request with x-number: 7. */
+  expectHeader?: (spec: ContenderSpec) => [string, string] | undefined;
+}
+
+export interface RunSample {
+  rps: number;
+  requests: number;
+  seconds: number;
+  cpuUsPerReq: number;
+  /** Proxy CPU as a fraction of one core over the run. */
+  proxyCore: number;
+  errors: number;
+  busy: BusyReport;
+  flagged: boolean;
+}
+
+export interface CellResult {
+  scenario: string;
+  spec: ContenderSpec;
+  label: string;
+  status: 'ok' | 'unavailable' | 'failed';
+  note?: string;
+  runs: RunSample[];
+  /** Median over unflagged runs (all runs when fewer than 2 are unflagged). */
+  rps: number;
+  rpsSpread: number;
+  cpuUsPerReq: number;
+  cpuSpread: number;
+  proxyCore: number;
+  busyRuns: number;
+  rssMiB: number;
+  latency?: { rate: number; achieved: number; p50us: number; p99us: number; p999us: number; errors: number; flagged: boolean };
+  /** HTTP/2: h2load's mean request time under full load. */
+  h2MeanUs?: number;
+}
+
+export interface MacroOptions {
+  work: string;
+  wasmPaths: Partial<Record<string, string>>;
+  warmSeconds: number;
+  runSeconds: number;
+  runs: number;
+  /** Extra runs allowed per cell when runs were flagged busy. */
+  maxExtraRuns: number;
+  latencySeconds: number;
+  upstream: Started;
+  log: (line: string) => void;
+}
+
+const HEADERS = { 'x-number': '7' };
+
+/** One request through the contender; returns status and the header the scenario expects. */
+async function probe(r: Running, sc: Scenario): Promise<{ ok: boolean; detail: string }> {
+  const want = sc.expectHeader?.(r.spec);
+  const init: RequestInit = { method: sc.method ?? 'GET', headers: HEADERS };
+  if (sc.bodyBytes) init.body = Buffer.alloc(sc.bodyBytes, 'a');
+  try {
+    const res = await fetch(`http://127.0.0.1:${r.port}/`, { ...init, signal: AbortSignal.timeout(10_000) });
+    await res.arrayBuffer();
+    if (res.status !== 200) return { ok: false, detail: `status ${res.status}` };
+    if (want) {
+      const got = res.headers.get(want[0]);
+      if (got === null || !got.split(',').map((s) => s.trim()).includes(want[1])) return { ok: false, detail: `${want[0]}: ${got ?? '(absent)'} (expected ${want[1]})` };
+    }
+    return { ok: true, detail: 'ok' };
+  } catch (e) {
+    return { ok: false, detail: (e as Error).message };
+  }
+}
+
+function lastLogLines(path: string, n: number): string {
+  try {
+    const lines = readFileSync(path, 'utf8').trim().split('\n');
+    return lines
+      .slice(-n)
+      .map((l) => {
+        try {
+          const j = JSON.parse(l) as { msg?: string };
+          return j.msg ?? l;
+        } catch {
+          return l;
+        }
+      })
+      .join(' | ')
+      .slice(0, 400);
+  } catch {
+    return '';
+  }
+}
+
+async function loadOnce(sc: Scenario, r: Running, seconds: number, tag: string, work: string, rate?: number): Promise<WrkResult> {
+  if (sc.protocol === 'h2') {
+    const h = await runH2load({ url: `http://127.0.0.1:${r.h2Port}/`, clients: sc.connections, streams: sc.streams ?? 10, seconds, cpus: CORES.load, headers: HEADERS });
+    return { requests: h.requests, seconds: h.seconds, rps: h.rps, errors: h.errors, nonOk: 0, p50us: NaN, p90us: NaN, p99us: NaN, p999us: NaN, meanUs: h.meanUs, maxUs: h.maxUs };
+  }
+  return runWrk({
+    url: `http://127.0.0.1:${r.port}/`,
+    connections: sc.connections,
+    seconds,
+    cpus: CORES.load,
+    headers: sc.bodyBytes ? { ...HEADERS, 'content-type': 'application/octet-stream' } : HEADERS,
+    method: sc.method,
+    bodyBytes: sc.bodyBytes,
+    rate,
+    workDir: work,
+    tag,
+  });
+}
+
+/**
+ * Runs one cell. `rateFor` picks the fixed rate for the latency run once the cell's own throughput
+ * is known (the first cell of a scenario family sets it for the others).
+ */
+export async function runCell(sc: Scenario, spec: ContenderSpec, o: MacroOptions, rateFor: (cell: CellResult) => number | undefined): Promise<CellResult> {
+  const cell: CellResult = {
+    scenario: sc.id, spec, label: label(spec), status: 'ok', runs: [], rps: NaN, rpsSpread: 0, cpuUsPerReq: NaN, cpuSpread: 0, proxyCore: NaN, busyRuns: 0, rssMiB: NaN,
+  };
+  let r: Running | undefined;
+  try {
+    try {
+      r = await startContender(spec, o.work, o.wasmPaths);
+    } catch (e) {
+      cell.status = spec.ext.startsWith('wasm') ? 'unavailable' : 'failed';
+      cell.note = `did not start: ${(e as Error).message}`;
+      return cell;
+    }
+    const p = await probe(r, sc);
+    if (!p.ok) {
+      const logTail = spec.proxy === 'meshext' ? lastLogLines(meshextLog(o.work, `${spec.ext}-${spec.stack}`), 2) : '';
+      cell.status = spec.ext.startsWith('wasm') ? 'unavailable' : 'failed';
+      cell.note = `check request failed: ${p.detail}${logTail ? ` — log: ${logTail}` : ''}`;
+      return cell;
+    }
+    const tag = `${sc.id}-${spec.proxy}-${spec.ext}-${spec.stack}`;
+    await loadOnce(sc, r, o.warmSeconds, tag, o.work);
+    const pids = [o.upstream.pid, ...(r.proc ? [r.proc.pid] : [])];
+    let extra = 0;
+    for (let i = 0; i < o.runs + extra; i++) {
+      await sleep(200);
+      const t0 = r.proc ? treeTicks(r.proc.pid) : 0;
+      const w = new BusyWindow(pids);
+      const res = await loadOnce(sc, r, o.runSeconds, tag, o.work);
+      const busy = w.end();
+      const ticks = r.proc ? treeTicks(r.proc.pid) - t0 : NaN;
+      const cpuUs = (ticks / CLK_TCK) * 1e6;
+      const sample: RunSample = {
+        rps: res.rps,
+        requests: res.requests,
+        seconds: res.seconds,
+        cpuUsPerReq: res.requests > 0 ? cpuUs / res.requests : NaN,
+        proxyCore: ticks / CLK_TCK / res.seconds,
+        errors: res.errors + res.nonOk,
+        busy,
+        flagged: isBusy(busy),
+      };
+      cell.runs.push(sample);
+      o.log(`    run ${i + 1}: ${Math.round(sample.rps)} req/s, ${sample.cpuUsPerReq.toFixed(1)} µs/req, proxy ${(sample.proxyCore * 100).toFixed(0)}% core, foreign ${busy.foreignCores.toFixed(2)} cores${sample.flagged ? ' [BUSY]' : ''}${sample.errors ? ` errors=${sample.errors}` : ''}`);
+      if (sample.flagged && extra < o.maxExtraRuns) extra++;
+    }
+    const clean = cell.runs.filter((s) => !s.flagged);
+    const use = clean.length >= 2 ? clean : cell.runs;
+    cell.busyRuns = cell.runs.length - clean.length;
+    cell.rps = median(use.map((s) => s.rps));
+    cell.rpsSpread = spread(use.map((s) => s.rps));
+    cell.cpuUsPerReq = median(use.map((s) => s.cpuUsPerReq));
+    cell.cpuSpread = spread(use.map((s) => s.cpuUsPerReq));
+    cell.proxyCore = median(use.map((s) => s.proxyCore));
+    const totalReq = cell.runs.reduce((a, s) => a + s.requests, 0);
+    const totalErr = cell.runs.reduce((a, s) => a + s.errors, 0);
+    if (totalErr > totalReq * 0.01) {
+      cell.status = 'failed';
+      cell.note = `${totalErr} errors in ${totalReq} requests`;
+    }
+    const rate = cell.status === 'ok' ? rateFor(cell) : undefined;
+    if (rate !== undefined && sc.protocol === 'h1') {
+      await sleep(200);
+      const w = new BusyWindow(pids);
+      const lat = await loadOnce(sc, r, o.latencySeconds, `${tag}-lat`, o.work, rate);
+      const busy = w.end();
+      cell.latency = { rate, achieved: lat.rps, p50us: lat.p50us, p99us: lat.p99us, p999us: lat.p999us, errors: lat.errors + lat.nonOk, flagged: isBusy(busy) };
+      o.log(`    latency at ${Math.round(rate)} req/s (achieved ${Math.round(lat.rps)}): p50 ${lat.p50us} µs, p99 ${lat.p99us} µs, p99.9 ${lat.p999us} µs${isBusy(busy) ? ' [BUSY]' : ''}`);
+    }
+    if (sc.protocol === 'h2') {
+      // The last run's mean request time (h2load reports no percentiles).
+      const last = await loadOnce(sc, r, Math.max(1, o.latencySeconds / 2), `${tag}-h2mean`, o.work);
+      cell.h2MeanUs = last.meanUs;
+    }
+    cell.rssMiB = r.proc ? treeRssKiB(r.proc.pid) / 1024 : NaN;
+    return cell;
+  } catch (e) {
+    cell.status = 'failed';
+    cell.note = (e as Error).message.slice(0, 300);
+    return cell;
+  } finally {
+    await r?.stop();
+  }
+}

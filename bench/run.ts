@@ -1,0 +1,198 @@
+/**
+ * meshext benchmark suite (`npm run bench`, or `node bench/run.ts [--quick]`).
+ *
+ *   --quick          smoke run (~3 min): short runs, fewer scenarios and concurrencies
+ *   --only=a,b       sections: macro, memory, micro, profile (default: all)
+ *   --scenarios=a,b  macro scenarios by id (default: all of the mode)
+ *   --no-setup       do not install missing Debian packages
+ *
+ * Layout (2-core machine): wrk/h2load and the upstream on core 0, the proxy under test alone on
+ * core 1, the same for every contender. Results: bench/results/results.md, PNG plots and
+ * summary.json; raw logs under bench/results/raw/ (gitignored).
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startUpstream, type ContenderSpec } from './lib/contenders.ts';
+import { describeMachine, probeBusy } from './lib/machine.ts';
+import { runCell, type CellResult, type Scenario } from './lib/macro.ts';
+import { memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts';
+import { runMicro, type MicroResult } from './lib/micro-runner.ts';
+import { buildPlugins } from './lib/plugins.ts';
+import { writePlots } from './lib/plot.ts';
+import { killAllStarted, stop, type Started } from './lib/proc.ts';
+import { runProfile, type ProfileResult } from './lib/profile.ts';
+import { renderReport, type Report } from './lib/report.ts';
+import { ensurePeers, toolVersions } from './lib/setup.ts';
+import { RESULTS, WORK } from './lib/paths.ts';
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const opt = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]?.split(',');
+const sections = new Set(opt('only') ?? ['macro', 'memory', 'micro', 'profile']);
+const onlyScenarios = opt('scenarios');
+
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
+const log = (s: string) => console.log(`[${elapsed()}] ${s}`);
+
+const c = (proxy: ContenderSpec['proxy'], ext: ContenderSpec['ext'] = 'none', stack = 1): ContenderSpec => ({ proxy, ext, stack });
+
+const parityHeader = (s: ContenderSpec): [string, string] | undefined => (s.ext.endsWith('parity') ? ['x-parity', 'odd'] : undefined);
+const bodyHeader = (s: ContenderSpec): [string, string] | undefined => (s.ext.endsWith('body') ? ['x-body-bytes', String(1 << 20)] : undefined);
+
+function scenarios(): Scenario[] {
+  const h1 = { protocol: 'h1' as const, connections: 50, expectHeader: parityHeader };
+  const stacks = quick ? [16] : [4, 16];
+  const all: Scenario[] = [
+    { id: 'passthrough', title: 'Passthrough', ...h1, contenders: [c('meshext'), c('direct'), c('nginx'), c('haproxy')] },
+    { id: 'lua-parity', title: 'Parity logic in Lua', ...h1, contenders: [c('nginx', 'lua-parity'), c('haproxy', 'lua-parity'), c('meshext', 'lua-parity')] },
+    { id: 'wasm-parity', title: 'Parity logic as a Wasm plugin', ...h1, contenders: [c('meshext', 'wasm-parity')] },
+    ...stacks.map((n) => ({
+      id: `stack-${n}`,
+      title: `${n} parity extensions stacked`,
+      ...h1,
+      contenders: [c('nginx', 'lua-parity', n), c('haproxy', 'lua-parity', n), c('meshext', 'lua-parity', n), c('meshext', 'wasm-parity', n)],
+    })),
+    {
+      id: 'upload-1mib',
+      title: '1 MiB upload through a body-reading extension',
+      protocol: 'h1',
+      connections: 8,
+      method: 'POST',
+      bodyBytes: 1 << 20,
+      expectHeader: bodyHeader,
+      contenders: quick
+        ? [c('meshext'), c('nginx'), c('meshext', 'lua-body'), c('meshext', 'wasm-body')]
+        : [c('meshext'), c('direct'), c('nginx'), c('nginx', 'lua-body'), c('haproxy'), c('meshext', 'lua-body'), c('meshext', 'wasm-body')],
+    },
+    {
+      id: 'h2',
+      title: 'HTTP/2 downstream (h2load, 10 connections x 10 streams)',
+      protocol: 'h2',
+      connections: 10,
+      streams: 10,
+      expectHeader: parityHeader,
+      contenders: quick ? [c('meshext'), c('nginx')] : [c('meshext'), c('nginx'), c('haproxy'), c('meshext', 'lua-parity')],
+    },
+  ];
+  return onlyScenarios ? all.filter((s) => onlyScenarios.includes(s.id)) : all;
+}
+
+async function main(): Promise<void> {
+  const rawDir = join(RESULTS, 'raw');
+  mkdirSync(rawDir, { recursive: true });
+  rmSync(WORK, { recursive: true, force: true });
+  mkdirSync(WORK, { recursive: true });
+  if (!argv.includes('--no-setup')) {
+    const installed = await ensurePeers(log);
+    if (installed.length) log(`setup: installed ${installed.join(', ')}`);
+  }
+  const machine = describeMachine();
+  const tools = await toolVersions();
+  log(`machine: ${machine.nproc} CPUs, ${machine.model}, kernel ${machine.kernel}; ${JSON.stringify(tools)}`);
+  const idle = await probeBusy(1000);
+  log(`before the run: foreign CPU ${idle.foreignCores.toFixed(2)} cores, load average ${idle.loadavg1}`);
+
+  log('building the Wasm plugins (AssemblyScript)...');
+  const built = await buildPlugins();
+  const wasmPaths: Record<string, string> = {};
+  const buildErrors: string[] = [];
+  for (const [name, v] of Object.entries(built)) {
+    if (typeof v === 'string') wasmPaths[name] = v;
+    else buildErrors.push(`${name}: ${v.message.split('\n')[0]}`);
+  }
+  if (buildErrors.length) log(`plugin build errors: ${buildErrors.join('; ')}`);
+
+  const report: Report = {
+    quick,
+    date: new Date().toISOString(),
+    machine,
+    tools,
+    idleBefore: idle,
+    cells: [],
+    scenarios: [],
+    memory: [],
+    micro: undefined,
+    profile: undefined,
+    settings: quick
+      ? { warmSeconds: 0.5, runSeconds: 1, runs: 3, latencySeconds: 1, maxExtraRuns: 0 }
+      : { warmSeconds: 2, runSeconds: 5, runs: 3, latencySeconds: 5, maxExtraRuns: 2 },
+    durationSeconds: 0,
+  };
+
+  let upstream: Started | undefined;
+  try {
+    if (sections.has('macro') || sections.has('profile')) upstream = await startUpstream(WORK);
+    if (sections.has('macro') && upstream) {
+      const list = scenarios();
+      report.scenarios = list.map((s) => ({ id: s.id, title: s.title, protocol: s.protocol, connections: s.connections, streams: s.streams, bodyBytes: s.bodyBytes }));
+      // Latency runs use one fixed rate for every contender of a scenario family: half of meshext's
+      // passthrough maximum (its cell runs first), so the percentiles compare like with like.
+      const rates = new Map<string, number>();
+      for (const sc of list) {
+        const family = sc.bodyBytes ? 'upload' : sc.protocol;
+        for (const spec of sc.contenders) {
+          log(`${sc.id}: ${spec.proxy}${spec.ext !== 'none' ? ` + ${spec.ext}` : ''}${spec.stack > 1 ? ` x${spec.stack}` : ''}`);
+          const cell: CellResult = await runCell(sc, spec, { ...report.settings, work: WORK, wasmPaths, upstream, log }, (done) => {
+            if (!rates.has(family) && sc.protocol === 'h1') {
+              rates.set(family, Math.max(100, Math.round((done.rps * 0.5) / 100) * 100));
+              log(`    fixed rate for the ${family} latency runs: ${rates.get(family)} req/s (half of this cell's maximum)`);
+            }
+            return rates.get(family);
+          });
+          if (cell.status !== 'ok') log(`    ${cell.status}: ${cell.note}`);
+          report.cells.push(cell);
+        }
+      }
+    }
+    if (sections.has('profile') && upstream) {
+      log('profile: meshext passthrough under wrk with --cpu-prof');
+      report.profile = await runProfile(WORK, upstream, quick ? 3 : 8, log);
+    }
+    await stop(upstream);
+    upstream = undefined;
+
+    if (sections.has('memory')) {
+      const concurrencies = quick ? [1, 4] : [1, 2, 4, 8, 16];
+      const variants: MemVariant[] = ['none', 'lua', 'wasm'];
+      for (const cc of concurrencies) {
+        for (const v of variants) {
+          const p: MemoryPoint = await memoryPoint(cc, v, WORK, wasmPaths, quick ? 6 : 12);
+          log(`memory: concurrency ${cc}, ${v}: ${p.rssMiB.toFixed(1)} MiB (${p.heads}×200, ${p.tails}×500${p.other ? `, ${p.other} other` : ''})${p.status !== 'ok' ? ` ${p.status}: ${p.note}` : ''}`);
+          report.memory.push(p);
+        }
+      }
+    }
+    if (sections.has('micro')) {
+      log('micro-benchmarks (tinybench), pinned to the proxy core');
+      report.micro = await runMicro(quick, wasmPaths, log);
+    }
+  } finally {
+    await stop(upstream);
+    killAllStarted();
+  }
+  report.durationSeconds = (Date.now() - started) / 1000;
+  writeFileSync(join(rawDir, `results-${quick ? 'quick' : 'full'}.json`), JSON.stringify(report, null, 2));
+  if (!quick || argv.includes('--write')) {
+    const plots = await writePlots(report, RESULTS);
+    writeFileSync(join(RESULTS, 'results.md'), renderReport(report, plots));
+    writeFileSync(join(RESULTS, 'summary.json'), JSON.stringify(report, null, 2));
+    log(`wrote ${join(RESULTS, 'results.md')} and ${plots.length} plots`);
+  } else {
+    const plots = await writePlots(report, rawDir);
+    writeFileSync(join(rawDir, 'results-quick.md'), renderReport(report, plots));
+    log(`quick mode: wrote ${join(rawDir, 'results-quick.md')} (the committed results come from a full run)`);
+  }
+  log(`done in ${elapsed()}`);
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    killAllStarted();
+    process.exit(130);
+  });
+}
+process.on('exit', () => killAllStarted());
+
+await main();
+export type { MicroResult, ProfileResult };
