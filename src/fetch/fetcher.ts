@@ -45,6 +45,10 @@ export interface ModuleFetcherOptions {
   httpMaxRetries?: number;
   /** First HTTP retry delay, doubled each retry (default 500 ms). */
   httpInitialBackoffMs?: number;
+  /** Attempts per registry API call on transient errors (default 3). */
+  registryAttempts?: number;
+  /** First registry retry delay, tripled each time (default 1000 ms). */
+  registryRetryDelayMs?: number;
   /** Deadline of one whole download (Istio's http_uri.timeout, default 30 s). */
   fetchTimeoutMs?: number;
   /** Unused module lifetime (WASM_MODULE_EXPIRY, default 24 h). */
@@ -77,7 +81,8 @@ export interface FetchContext {
 }
 
 export interface FetchedModule {
-  bytes: Uint8Array;
+  /** Backed by a plain ArrayBuffer, so WebAssembly.compile accepts it as is. */
+  bytes: Uint8Array<ArrayBuffer>;
   /** Istio's checksum: OCI manifest digest (hex) or sha256 of the module for HTTP/file. */
   sha256: string;
   /** sha256 of the module bytes themselves (for VM sharing by code). */
@@ -114,6 +119,11 @@ export function ignoresResourceVersion(policy: WasmConfig['imagePullPolicy'], pa
   if (policy === 'Always') return false;
   if (policy === 'IfNotPresent') return true;
   return !(parsed.scheme === 'oci' && rawUrl.trim().endsWith(':latest'));
+}
+
+/** A view on a plain ArrayBuffer (WebAssembly.compile's type), copying only if needed. */
+function plain(b: Uint8Array): Uint8Array<ArrayBuffer> {
+  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
 }
 
 function retryableStatus(code: number): boolean {
@@ -167,6 +177,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
     now: opts.now,
   });
   const stats = opts.stats;
+  const knownBases = new Map<string, string>();
   const inflight = new Map<string, Promise<{ checksum: string; bytes: Uint8Array; path: string }>>();
 
   const defaultConfigPath = opts.dockerConfigFile === undefined
@@ -246,7 +257,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
       let bytes: Uint8Array;
       if (parsed.scheme === 'oci') {
         const ref = parsed.oci!;
-        const client = new RegistryClient({ ref, transport, insecure: isInsecureHost(insecure, ref.registry), credentials: creds, timeoutMs: httpTimeoutMs, maxBytes, signal, log, url: parsed.url });
+        const client = new RegistryClient({ ref, transport, insecure: isInsecureHost(insecure, ref.registry), credentials: creds, timeoutMs: httpTimeoutMs, maxBytes, signal, log, url: parsed.url, knownBases, attempts: opts.registryAttempts ?? 3, retryDelayMs: opts.registryRetryDelayMs ?? 1000 });
         const img = await client.resolve();
         checksum = img.digest;
         log.debug({ url: parsed.url, step: 'manifest', digest: img.digest, mediaType: img.mediaType }, 'manifest resolved');
@@ -313,7 +324,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
       }
       assertWasm(bytes, parsed.url, maxBytes, 'read');
       const h = sha256Hex(bytes);
-      return { bytes, sha256: h, codeSha256: h, source: 'file', path: parsed.path!, url: parsed.url };
+      return { bytes: plain(bytes), sha256: h, codeSha256: h, source: 'file', path: parsed.path!, url: parsed.url };
     }
     const fail = (fe: FetchError): never => {
       count(fe.result);
@@ -343,7 +354,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
       const bytes = await cache.read(hit.entry);
       if (bytes) {
         log.debug({ url: parsed.url, step: 'cache', checksum: hit.entry.checksum, path: hit.entry.path }, 'module served from cache');
-        return { bytes, sha256: hit.entry.checksum, codeSha256: hit.entry.fileSha256, source: 'cache', path: hit.entry.path, url: parsed.url };
+        return { bytes: plain(bytes), sha256: hit.entry.checksum, codeSha256: hit.entry.fileSha256, source: 'cache', path: hit.entry.path, url: parsed.url };
       }
     }
     // One download per (URL, expected checksum, credentials) at a time; later callers share it.
@@ -357,7 +368,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
       log.debug({ url: parsed.url, step: 'download' }, 'joining an in-flight download');
     }
     const r = await raceSignal(p, ctx.signal);
-    return { bytes: r.bytes, sha256: r.checksum, codeSha256: sha256Hex(r.bytes), source: 'remote', path: r.path, url: parsed.url };
+    return { bytes: plain(r.bytes), sha256: r.checksum, codeSha256: sha256Hex(r.bytes), source: 'remote', path: r.path, url: parsed.url };
   }
 
   return {

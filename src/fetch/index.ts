@@ -22,3 +22,6 @@ export { LAYOUTS } from './layouts.ts';
 export type { Layout } from './layouts.ts';
 export { SsrfGuard } from './ssrf.ts';
 export { parseModuleUrl } from './reference.ts';
+export { fetcherOptionsFrom, parseGoDuration } from './options.ts';
+export { closeSharedFetchers, createFetchModuleSource, sharedModuleFetcher, watchExtensionModule } from './module-source.ts';
+export type { FetchModuleSource, SourceServices } from './module-source.ts';

@@ -29,6 +29,29 @@ export interface RegistryClientOptions {
   log: Logger;
   /** For messages: the module URL being fetched. */
   url: string;
+  /** registry → base URL learnt by an earlier ping (shared per fetcher, saves the HTTPS probe). */
+  knownBases?: Map<string, string>;
+  /** Attempts per API call on transport errors and 408/429/500/502/503/504 (default 3, as go-containerregistry). */
+  attempts?: number;
+  /** First retry delay, tripled each time (default 1000 ms). */
+  retryDelayMs?: number;
+}
+
+const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 interface Challenge {
@@ -83,10 +106,17 @@ export class RegistryClient {
     const tryPing = async (base: string): Promise<HttpResponse> =>
       this.#o.transport.send({ url: `${base}/v2/`, timeoutMs: this.#o.timeoutMs, maxBytes: 64 * 1024, insecureTls: this.#o.insecure, signal: this.#o.signal, step: 'ping', result: 'manifest_failure' });
     let res: HttpResponse;
+    const known = this.#o.knownBases?.get(host);
     try {
-      res = await tryPing(`https://${host}`);
-      this.#base = `https://${host}`;
+      if (known) {
+        res = await tryPing(known);
+        this.#base = known;
+      } else {
+        res = await tryPing(`https://${host}`);
+        this.#base = `https://${host}`;
+      }
     } catch (err) {
+      if (known) throw err;
       const fallback = this.#o.insecure && FetchError.isFetchError(err) && err.code === FetchErrorCode.Transport;
       if (!fallback) throw err;
       // go-containerregistry's "server gave HTTP response to HTTPS client" path: retry in clear.
@@ -100,6 +130,7 @@ export class RegistryClient {
       // Some registries answer 404 on /v2/ but serve the API; only an unexpected 5xx is fatal here.
       if (res.status >= 500) throw this.#err(FetchErrorCode.HttpStatus, `registry ${host} ping failed: HTTP ${res.status}`, 'ping', 'manifest_failure', { status: res.status, url: `${this.#base}/v2/` });
     }
+    this.#o.knownBases?.set(host, this.#base!);
     this.#o.log.debug({ url: this.#o.url, step: 'ping', registry: this.#base, auth: this.#challenge?.scheme ?? 'anonymous' }, 'registry ping');
   }
 
@@ -171,7 +202,7 @@ export class RegistryClient {
       const auth = await this.#authHeader(scope, o.step, o.result);
       if (auth) headers.authorization = auth;
       const url = o.absolute ? path : `${this.#base}${path}`;
-      const res = await this.#o.transport.send({ url, method: o.method ?? 'GET', headers, body: o.body, timeoutMs: this.#o.timeoutMs, maxBytes: o.maxBytes, insecureTls: this.#o.insecure, signal: this.#o.signal, step: o.step, result: o.result });
+      const res = await this.#sendWithRetries({ url, method: o.method ?? 'GET', headers, body: o.body, timeoutMs: this.#o.timeoutMs, maxBytes: o.maxBytes, insecureTls: this.#o.insecure, signal: this.#o.signal, step: o.step, result: o.result });
       if (res.status !== 401 || attempt > 0) return res;
       const ch = parseChallenge(headerValue(res.headers, 'www-authenticate'));
       if (!ch) return res;
@@ -179,6 +210,29 @@ export class RegistryClient {
       this.#challenge = ch;
       this.#tokens.clear();
       if (ch.scheme === 'basic' && this.#o.credentials?.username === undefined) return res;
+    }
+  }
+
+  /** Transient failures (transport, 408/429/5xx gateways) are retried; uploads are not (bodies may be streams elsewhere). */
+  async #sendWithRetries(req: Parameters<Transport['send']>[0]): Promise<HttpResponse> {
+    const attempts = req.method === 'GET' || req.method === 'HEAD' ? Math.max(1, this.#o.attempts ?? 3) : 1;
+    let wait = this.#o.retryDelayMs ?? 1000;
+    for (let i = 1; ; i++) {
+      let res: HttpResponse | undefined;
+      let err: unknown;
+      try {
+        res = await this.#o.transport.send(req);
+      } catch (e) {
+        err = e;
+      }
+      const transient = res ? RETRY_STATUS.has(res.status) : FetchError.isFetchError(err) && (err.code === FetchErrorCode.Transport || err.code === FetchErrorCode.Timeout);
+      if (!transient || i >= attempts || this.#o.signal?.aborted) {
+        if (res) return res;
+        throw err;
+      }
+      this.#o.log.info({ url: this.#o.url, step: req.step, hop: req.url, attempt: i, status: res?.status, reason: err ? describeError(err) : undefined, retryInMs: wait }, 'registry request failed; retrying');
+      await delay(wait, this.#o.signal);
+      wait *= 3;
     }
   }
 

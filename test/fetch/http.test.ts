@@ -474,3 +474,29 @@ describe('file:// and pull secrets', () => {
     }
   });
 });
+
+describe('ModuleSource adapter for the Wasm runtime', () => {
+  it('fetches through a shared per-isolate fetcher built from the bootstrap; relative paths go to the fallback', async () => {
+    const { createFetchModuleSource, closeSharedFetchers, sharedModuleFetcher } = await import('../../src/fetch/module-source.ts');
+    routes.set('/src.wasm', (res) => res.end(W2));
+    const stats = new StatsStore();
+    const services = { bootstrap: { wasm: { cacheDir: join(dir, 'shared-cache'), insecureRegistries: [], allowLoopbackFetch: true, memoryLimitBytes: 0, cpuBudgetMs: 0 } }, stats, secrets: [] };
+    let fellBack = 0;
+    const source = createFetchModuleSource(async () => {
+      fellBack++;
+      return W1;
+    });
+    const ext = { apiVersion: 'extensions.istio.io/v1alpha1' as const, kind: 'TrafficExtension' as const, metadata: { name: 'e', namespace: 'default', resourceVersion: '1' }, spec: {}, origin: { file: 'x.yaml', line: 1, kind: 'TrafficExtension' as const } };
+    try {
+      assertBytes(await source({ url: `${srv.url}/src.wasm` }, ext, services), W2);
+      assertBytes(await source({ url: './local.wasm' }, ext, services), W1);
+      assert.equal(fellBack, 1);
+      assert.equal(await sharedModuleFetcher(services), await sharedModuleFetcher(services), 'one fetcher per cache dir');
+      assert.equal(counter(stats, 'wasm_remote_fetch_count', { result: 'success' }), 1);
+      const bytes = await source({ url: `${srv.url}/src.wasm` }, ext, services);
+      assert.ok(await WebAssembly.compile(bytes), 'bytes compile as is');
+    } finally {
+      await closeSharedFetchers();
+    }
+  });
+});

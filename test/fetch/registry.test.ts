@@ -208,6 +208,37 @@ describe('oci:// with an anonymous registry', { skip: registrySkip }, () => {
     assertBytes(kept.bytes, w1);
   });
 
+  it('retries transient registry errors (503, reset) on API calls, as go-containerregistry does', async () => {
+    const w = wasmModule('flaky-registry');
+    await pushModule({ wasm: w, ref: `${reg.host}/plugins/flaky:v1`, insecure: true });
+    // A forwarding front that fails the first manifest GET with 503 and resets the first blob GET.
+    let manifestHits = 0;
+    let blobHits = 0;
+    const front = await startHttpServer(async (req, res) => {
+      if (req.url!.includes('/manifests/') && ++manifestHits === 1) return void res.writeHead(503).end();
+      if (req.url!.includes('/blobs/') && ++blobHits === 1) return void res.socket?.destroy();
+      const headers: Record<string, string> = {};
+      if (req.headers.accept) headers.accept = String(req.headers.accept);
+      const up = await fetch(`http://${reg.host}${req.url}`, { method: req.method, headers });
+      const out: Record<string, string> = {};
+      up.headers.forEach((v, k) => { if (k !== 'content-encoding' && k !== 'transfer-encoding' && k !== 'content-length') out[k] = v; });
+      res.writeHead(up.status, out).end(Buffer.from(await up.arrayBuffer()));
+    });
+    try {
+      const frontHost = `127.0.0.1:${front.port}`;
+      const f = await make({ insecureRegistries: [frontHost], registryRetryDelayMs: 10 });
+      const m = await f.fetch({ url: `oci://${frontHost}/plugins/flaky:v1` }, ctx);
+      assertBytes(m.bytes, w);
+      assert.equal(manifestHits, 2);
+      assert.equal(blobHits, 2);
+      const none = await make({ insecureRegistries: [frontHost], registryAttempts: 1 });
+      manifestHits = 0;
+      await assert.rejects(none.fetch({ url: `oci://${frontHost}/plugins/flaky:v1` }, ctx), (e: unknown) => FetchError.isFetchError(e) && e.status === 503);
+    } finally {
+      await front.close();
+    }
+  });
+
   it('coalesces concurrent fetches of one image into one download', async () => {
     await pushModule({ wasm: wasmModule('co'), ref: `${reg.host}/plugins/co:v1`, insecure: true });
     const stats = new StatsStore();

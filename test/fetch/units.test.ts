@@ -230,3 +230,36 @@ describe('deny fallback filter (fetch failure with FAIL_CLOSE / FAIL_RELOAD)', (
     assert.equal(deniesOnFetchFailure('FAIL_OPEN'), false);
   });
 });
+
+describe('options from bootstrap and Istio env knobs', async () => {
+  const { parseGoDuration, fetcherOptionsFrom } = await import('../../src/fetch/options.ts');
+  it('parses Go durations', () => {
+    assert.equal(parseGoDuration('24h'), 86_400_000);
+    assert.equal(parseGoDuration('1h30m'), 5_400_000);
+    assert.equal(parseGoDuration('15s'), 15_000);
+    assert.equal(parseGoDuration('500ms'), 500);
+    assert.equal(parseGoDuration('250'), 250);
+    assert.equal(parseGoDuration('soon'), undefined);
+    assert.equal(parseGoDuration('5x'), undefined);
+  });
+  it('maps WASM_* / ISTIO_WASM_* / BLOCKED_CIDRS_IN_WASM_FETCH and merges insecure registries', () => {
+    const o = fetcherOptionsFrom({ cacheDir: '/var/cache/meshext', insecureRegistries: ['reg:5000'], allowLoopbackFetch: false }, {
+      WASM_INSECURE_REGISTRIES: 'a.io, b.io',
+      WASM_MODULE_EXPIRY: '2h',
+      WASM_PURGE_INTERVAL: '10m',
+      WASM_HTTP_REQUEST_TIMEOUT: '3s',
+      WASM_HTTP_REQUEST_MAX_RETRIES: '2',
+      ISTIO_WASM_MAX_BINARY_SIZE_BYTES: '1048576',
+      BLOCKED_CIDRS_IN_WASM_FETCH: '10.0.0.0/8,192.168.0.0/16',
+    });
+    assert.deepEqual(o.insecureRegistries, ['a.io', 'b.io', 'reg:5000']);
+    assert.equal(o.moduleExpiryMs, 7_200_000);
+    assert.equal(o.purgeIntervalMs, 600_000);
+    assert.equal(o.httpTimeoutMs, 3000);
+    assert.equal(o.httpMaxRetries, 2);
+    assert.equal(o.maxSizeBytes, 1048576);
+    assert.deepEqual(o.blockedCidrs, ['10.0.0.0/8', '192.168.0.0/16']);
+    assert.equal(o.allowLoopback, false);
+    assert.equal(o.cacheDir, '/var/cache/meshext');
+  });
+});
