@@ -51,6 +51,9 @@ const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
  * 100 Continue) and not forwarded, as Envoy does with proxy_100_continue off. Forwarding it would
  * also fail every such request on an HTTP/1.1 upstream: undici rejects an `expect` header.
  */
+/** `http(s)://authority/path?query` → authority, path-and-query. */
+const ABSOLUTE_URL = /^https?:\/\/([^/?#]+)([^#]*)/i;
+
 function isExpectContinue(v: string): boolean {
   return v.length === 12 && v.toLowerCase() === '100-continue';
 }
@@ -221,7 +224,19 @@ export class HttpListener implements StreamContext {
       if (!headers.has(':scheme')) headers.add(':scheme', scheme);
     } else {
       headers.names.push(':authority', ':path', ':method', ':scheme');
-      headers.values.push(req.headers.host ?? '', req.url ?? '/', req.method ?? 'GET', scheme);
+      let authority = req.headers.host ?? '';
+      let path = req.url ?? '/';
+      if (path.charCodeAt(0) !== 47 /* '/' */) {
+        // Absolute-form request target (a client using the proxy as its HTTP proxy): Envoy's
+        // allow_absolute_url (default on) takes :authority and :path from the URL.
+        const m = ABSOLUTE_URL.exec(path);
+        if (m) {
+          authority = m[1]!;
+          const rest = m[2]!;
+          path = rest === '' ? '/' : rest.charCodeAt(0) === 63 /* '?' */ ? '/' + rest : rest;
+        }
+      }
+      headers.values.push(authority, path, req.method ?? 'GET', scheme);
       const raw = req.rawHeaders;
       for (let i = 0; i < raw.length; i += 2) {
         const n = raw[i]!.toLowerCase();

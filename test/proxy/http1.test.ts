@@ -10,7 +10,7 @@ import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { Client } from 'undici';
 import { cluster } from '../helpers/bootstrap.ts';
-import { parseResponses, rawExchange, startPlane, type RunningPlane } from '../helpers/conformance.ts';
+import { parseResponses, rawExchange, run, startPlane, type RunningPlane } from '../helpers/conformance.ts';
 import { startHttp1, type TestServer } from '../helpers/upstream.ts';
 
 let upstream: TestServer & { server: http.Server };
@@ -188,6 +188,28 @@ test('Host becomes :authority: forwarded as host and used for virtual host selec
   // Port stripped when the exact domain has no port (Envoy retries without it).
   const special2 = parseResponses(await rawExchange(port, 'GET / HTTP/1.1\r\nHost: special.example:9999\r\nConnection: close\r\n\r\n'))[0]!;
   assert.equal(special2.body, 'special-vhost');
+});
+
+test('absolute-form request target (client using the proxy as its HTTP proxy): :authority and :path from the URL', async () => {
+  const raw = await rawExchange(port, 'GET http://Svc.Example:8080/abs/path?x=1 HTTP/1.1\r\nHost: ignored.example\r\nConnection: close\r\n\r\n');
+  const [res] = parseResponses(raw);
+  assert.equal(res!.status, 200, raw);
+  const echo = JSON.parse(res!.body) as Echo;
+  assert.equal(echo.url, '/abs/path?x=1');
+  assert.equal(echo.headers.host, 'Svc.Example:8080');
+  const q = parseResponses(await rawExchange(port, 'GET http://special.example?y=2 HTTP/1.1\r\nHost: special.example\r\nConnection: close\r\n\r\n'))[0]!;
+  assert.equal(q.body, 'special-vhost');
+  // curl -x uses the absolute form.
+  const c = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, 'http://proxied.example/via-curl-proxy']);
+  assert.equal(c.code, 0, c.stderr);
+  const viaCurl = JSON.parse(c.stdout) as Echo;
+  assert.equal(viaCurl.url, '/via-curl-proxy');
+  assert.equal(viaCurl.headers.host, 'proxied.example');
+});
+
+test('HTTP/1.1 request without Host is rejected with 400', async () => {
+  const [res] = parseResponses(await rawExchange(port, 'GET /nohost HTTP/1.1\r\nConnection: close\r\n\r\n'));
+  assert.equal(res!.status, 400);
 });
 
 test('HTTP/1.0 request: answered, connection closed after the response, forwarded upstream as HTTP/1.1', async () => {
