@@ -368,6 +368,8 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
       log.debug({ url: parsed.url, step: 'download' }, 'joining an in-flight download');
     }
     const r = await raceSignal(p, ctx.signal);
+    // Joiners of a shared download record their own resource version too (Istio's addEntry per Get).
+    cache.recordTag(parsed.url, r.checksum, resource, version);
     return { bytes: plain(r.bytes), sha256: r.checksum, codeSha256: sha256Hex(r.bytes), source: 'remote', path: r.path, url: parsed.url };
   }
 
