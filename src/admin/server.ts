@@ -113,7 +113,7 @@ async function handleStats(_req: IncomingMessage, url: URL, res: ServerResponse,
   const format = url.searchParams.get('format') ?? 'text';
   const hb = (url.searchParams.get('histogram_buckets') ?? 'none') as HistogramBucketsMode;
   if (!['none', 'cumulative', 'disjoint'].includes(hb)) throw new HttpError(400, `invalid histogram_buckets '${hb}': expected none, cumulative or disjoint`);
-  const snap = await source.stats();
+  const snap = withServerStats(await source.stats(), source);
   switch (format) {
     case 'text':
       return send(res, 200, renderText(snap, q, hb));
@@ -128,7 +128,36 @@ async function handleStats(_req: IncomingMessage, url: URL, res: ServerResponse,
 
 async function handlePrometheus(_req: IncomingMessage, url: URL, res: ServerResponse, source: AdminSource): Promise<void> {
   const q = statsQuery(url);
-  send(res, 200, renderPrometheus(await source.stats(), q), PROMETHEUS_CONTENT_TYPE);
+  send(res, 200, renderPrometheus(withServerStats(await source.stats(), source), q), PROMETHEUS_CONTENT_TYPE);
+}
+
+// Envoy's server.state gauge values.
+const STATE_VALUE: Record<string, number> = { LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3 };
+
+/**
+ * Adds Envoy's process-level gauges that tools read from `/stats` (Istio's pilot-agent probes
+ * `server.state` and `listener_manager.workers_started`; dashboards use `envoy_server_live` and
+ * `envoy_server_uptime`). Stats the proxy already reports under these names win.
+ */
+function withServerStats(snap: StatsSnapshot, source: AdminSource): StatsSnapshot {
+  const state = serverState(source);
+  const live = source.isReady();
+  const info = source.serverInfo();
+  const mem = process.memoryUsage();
+  const gauges: [string, number][] = [
+    ['server.state', STATE_VALUE[state] ?? 3],
+    ['server.live', live ? 1 : 0],
+    ['server.uptime', Math.floor((Date.now() - processStart) / 1000)],
+    ['server.memory_allocated', mem.heapUsed + mem.external],
+    ['server.memory_heap_size', mem.heapTotal],
+    ['server.memory_physical_size', mem.rss],
+    ['listener_manager.workers_started', live ? 1 : 0],
+  ];
+  if (typeof info.concurrency === 'number') gauges.push(['server.concurrency', info.concurrency]);
+  const have = new Set<string>();
+  for (const e of snap) if (e.name.startsWith('server.') || e.name.startsWith('listener_manager.')) have.add(e.name);
+  const extra = gauges.filter(([n]) => !have.has(n)).map(([name, value]) => ({ kind: 'gauge' as const, name, tags: {}, value }));
+  return extra.length ? [...snap, ...extra] : snap;
 }
 
 function serverState(source: AdminSource): string {

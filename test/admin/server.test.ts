@@ -125,6 +125,20 @@ describe('admin server', T, () => {
     assert.ok(lines.includes('server.never_recorded: No recorded values'));
   });
 
+  it('/stats carries Envoy\'s server gauges (pilot-agent readiness reads them)', async () => {
+    source.ready = false;
+    source.state = 'INITIALIZING';
+    let r = await get('/stats?usedonly&filter=' + encodeURIComponent('^(server.state|listener_manager.workers_started)'));
+    assert.equal(r.body, 'server.state: 3\n');
+    source.ready = true;
+    r = await get('/stats?filter=' + encodeURIComponent('^(server\\.(state|live|concurrency)|listener_manager.workers_started)$'));
+    assert.equal(r.body, 'listener_manager.workers_started: 1\nserver.concurrency: 2\nserver.live: 1\nserver.state: 0\n');
+    const fams = parsePrometheus((await get('/stats/prometheus?filter=' + encodeURIComponent('^server\\.'))).body);
+    assert.equal(fams.get('envoy_server_live')?.samples[0]?.value, 1);
+    assert.ok((fams.get('envoy_server_uptime')?.samples[0]?.value ?? -1) >= 0);
+    source.ready = false;
+  });
+
   it('/stats?filter= applies a regex; bad regex is 400', async () => {
     const r = await get('/stats?filter=' + encodeURIComponent('^cluster\\.backend\\.upstream_rq_'));
     const names = r.body.trimEnd().split('\n').map((l) => l.split(':')[0]);
@@ -205,10 +219,12 @@ describe('admin server', T, () => {
   });
 
   it('/stats/prometheus honours filter and usedonly; /stats?format=prometheus is the same', async () => {
-    const r = await get('/stats/prometheus?usedonly&filter=' + encodeURIComponent('^(server|istio)'));
+    const r = await get('/stats/prometheus?usedonly&filter=' + encodeURIComponent('^(server\\.unused|server\\.never|istio)'));
     const fams = parsePrometheus(r.body);
     assert.deepEqual([...fams.keys()].sort(), ['istio_request_duration_milliseconds', 'istio_requests_total']);
-    const alias = await get('/stats?format=prometheus&usedonly&filter=' + encodeURIComponent('^(server|istio)'));
+    const all = parsePrometheus((await get('/stats/prometheus?filter=' + encodeURIComponent('^server\\.unused'))).body);
+    assert.deepEqual([...all.keys()], ['envoy_server_unused_counter']);
+    const alias = await get('/stats?format=prometheus&usedonly&filter=' + encodeURIComponent('^(server\\.unused|server\\.never|istio)'));
     assert.equal(alias.body, r.body);
   });
 
@@ -434,7 +450,7 @@ describe('prometheus and readiness servers', T, () => {
     try {
       assert.deepEqual(await post('/drain_listeners?inboundonly&graceful'), [200, 'OK\n']);
       assert.deepEqual(await post('/reset_counters'), [200, 'OK\n']);
-      const stats = await (await fetch(`http://127.0.0.1:${srv.port}/stats`, { signal: AbortSignal.timeout(5000) })).text();
+      const stats = await (await fetch(`http://127.0.0.1:${srv.port}/stats?filter=^a\\.`, { signal: AbortSignal.timeout(5000) })).text();
       assert.equal(stats, 'a.b: 0\na.g: 3\n');
       assert.deepEqual(await post('/quitquitquit'), [200, 'OK\n']);
       for (let i = 0; i < 50 && calls.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
