@@ -5,6 +5,7 @@
  * exceptions, and the log()/onDestroy() lifecycle.
  */
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import type { HttpFilterFactory } from '../../src/filters/types.ts';
@@ -133,11 +134,13 @@ describe('stopping and resuming', () => {
         local.httpListeners[0]!.setChain([testFilter({ name: 'upper', upperCaseRequestBody: true }), local.routerFactory]);
         const res = await request(`http://127.0.0.1:${local.ports().http}/`, {
           method: 'POST',
-          body: (async function* () {
-            yield Buffer.from('hello ');
-            await new Promise((r) => setTimeout(r, 20));
-            yield Buffer.from('streaming world');
-          })(),
+          body: Readable.from(
+            (async function* () {
+              yield Buffer.from('hello ');
+              await new Promise((r) => setTimeout(r, 20));
+              yield Buffer.from('streaming world');
+            })(),
+          ),
         });
         assert.equal(await res.body.text(), 'HELLO STREAMING WORLD');
       } finally {
