@@ -61,6 +61,8 @@ export class Direction {
   returnDuplicates = false;
   /** Keys imported by importPublicKey in this hook (Envoy keeps them per handle). */
   keys: Map<string, unknown> | undefined;
+  /** The coroutine is parked in a yield. */
+  suspended = false;
 
   constructor(filter: LuaHttpFilter, dir: 0 | 1) {
     this.filter = filter;
@@ -246,6 +248,7 @@ export class LuaHttpFilter implements HttpFilter {
   #drive(d: Direction, r: ResumeResult): void {
     for (;;) {
       if (this.script.budgetTicks > 0) d.budgetLeft -= r.used;
+      d.suspended = r.status === ResumeStatus.Yield;
       if (r.status === ResumeStatus.Ok) {
         this.#finish(d, State.Done);
         return;
@@ -382,7 +385,7 @@ export class LuaHttpFilter implements HttpFilter {
     }
     d.state = State.Responded;
     d.stopped = true;
-    this.#releaseThread(d);
+    this.#releaseThread(d); // the coroutine is never resumed for real (Envoy)
     this.callbacks.sendLocalReply(status, Buffer.from(typeof body === 'string' ? body : '', 'latin1'), {
       headers: extra,
       details: 'lua_response',
@@ -405,6 +408,12 @@ export class LuaHttpFilter implements HttpFilter {
 
   #releaseThread(d: Direction): void {
     if (d.thread >= 0) {
+      if (d.suspended) {
+        // Abandoned while waiting (reset, respond()): resume with seg -1 so the prelude unwinds
+        // and releases the hook's objects; the outcome is of no interest.
+        d.suspended = false;
+        this.script.state.resume(d.thread, [-1], 0);
+      }
       this.script.state.release(d.thread);
       d.thread = -1;
     }

@@ -26,19 +26,40 @@ local yield = coroutine.yield
 local format = string.format
 local newproxy, getmetatable, tonumber, floor = newproxy, getmetatable, tonumber, math.floor
 
--- userdata objects: one metatable per type, per-object fields in a weak-keyed side table
-local D = setmetatable({}, { __mode = "k" })
+-- userdata objects: one metatable per type; per-object fields live in D, a STRONG table that the
+-- prelude cleans itself: every object made during a run segment is dropped from D when the hook
+-- yields or ends, which is exactly Envoy's "marked dead" rule (D[obj] == nil means dead). Weak
+-- tables are avoided on purpose: LuaJIT's non-ephemeron weak tables let per-request garbage pile up.
+local D = {}
 local newtype
+local function track(u, d)
+  D[u] = d
+  local h = d.h
+  local n = h.n + 1
+  h.n = n
+  h.objs[n] = u
+  return u
+end
 if ENG and ENG.newud then
   local newud = ENG.newud
-  newtype = function(mt) return function(d) local u = newud(mt); D[u] = d; return u end end
+  newtype = function(mt) return function(d) return track(newud(mt), d) end end
 else
   newtype = function(mt)
     local proto = newproxy(true)
     local pmt = getmetatable(proto)
     for k, v in next, mt do pmt[k] = v end
-    return function(d) local u = newproxy(proto); D[u] = d; return u end
+    return function(d) return track(newproxy(proto), d) end
   end
+end
+-- everything made since the last yield dies (the handle itself lives until the hook ends)
+local function cleanup(h)
+  local objs = h.objs
+  for i = 1, h.n do
+    D[objs[i]] = nil
+    objs[i] = nil
+  end
+  h.n = 0
+  h.hobj, h.siobj, h.pk = nil, nil, nil
 end
 
 local function tname(v, i, n)
@@ -60,16 +81,10 @@ local function cint(v, i, fname)
 end
 local function self_d(self)
   local d = D[self]
-  if d == nil then error("calling method on bad self", 3) end
+  if d == nil then error(DEAD, 3) end
   return d
 end
--- the handle's seg is bumped on every resume and set to -1 when the hook ends or responds
-local function live(self)
-  local d = D[self]
-  if d == nil then error("calling method on bad self", 3) end
-  if d.seg ~= d.h.seg then error(DEAD, 3) end
-  return d
-end
+local live = self_d
 -- a host result of (false, msg) raises msg at the script's call site
 local function chk(a, b)
   if a == false then error(b, 3) end
@@ -372,13 +387,18 @@ local newStats = newtype({ __index = ST })
 
 -- ---------------------------------------------------------------- stream handle
 local HD = {}
-local newHandle = newtype({ __index = HD })
 
 -- Suspends the hook until the driver resumes it; everything made before is dead afterwards.
+local ABORT = "\1meshext.abort"
 local function block(d, op, a, b, c, e, f)
   local seg, r1, r2 = yield(SENT, op, a, b, c, e, f)
+  cleanup(d)
+  if seg < 0 then
+    -- the stream is gone (reset, respond()): unwind so the hook's objects are released
+    d.seg = -1
+    error(ABORT, 0)
+  end
   d.seg = seg
-  d.hobj, d.pk = nil, nil
   if r1 == false then error(r2, 3) end
   return r1, r2
 end
@@ -386,10 +406,9 @@ end
 function HD:headers()
   local d = self_d(self)
   local o = d.hobj
-  if o ~= nil and d.hseg == d.seg then return o end
-  if d.seg < 0 then error(DEAD, 2) end
+  if o ~= nil then return o end
   o = newHeaders({ cid = d.cid, seg = d.seg, h = d, w = 0 })
-  d.hobj, d.hseg = o, d.seg
+  d.hobj = o
   return o
 end
 function HD:downstreamRequestHeaders()
@@ -422,36 +441,30 @@ function HD:metadata() return meta(self_d(self), "handle") end
 function HD:filterContext() return meta(self_d(self), "context") end
 function HD:virtualHost()
   local d = self_d(self)
-  if d.seg < 0 then error(DEAD, 2) end
   return newVhost({ cid = d.cid, seg = d.seg, h = d, kind = "vhost" })
 end
 function HD:route()
   local d = self_d(self)
-  if d.seg < 0 then error(DEAD, 2) end
   return newVhost({ cid = d.cid, seg = d.seg, h = d, kind = "route" })
 end
 function HD:streamInfo()
   local d = self_d(self)
   local o = d.siobj
-  if o ~= nil and d.siseg == d.seg then return o end
-  if d.seg < 0 then error(DEAD, 2) end
+  if o ~= nil then return o end
   o = newSI({ cid = d.cid, seg = d.seg, h = d })
-  d.siobj, d.siseg = o, d.seg
+  d.siobj = o
   return o
 end
 function HD:connectionStreamInfo()
   local d = self_d(self)
-  if d.seg < 0 then error(DEAD, 2) end
   return newCSI({ cid = d.cid, seg = d.seg, h = d })
 end
 function HD:connection()
   local d = self_d(self)
-  if d.seg < 0 then error(DEAD, 2) end
   return newConn({ cid = d.cid, seg = d.seg, h = d })
 end
 function HD:stats()
   local d = self_d(self)
-  if d.seg < 0 then error(DEAD, 2) end
   return newStats({ cid = d.cid, seg = d.seg, h = d })
 end
 local OPTS = { asynchronous = true, timeout_ms = true, trace_sampled = true, return_duplicate_headers = true, send_xff = true }
@@ -500,8 +513,7 @@ function HD:respond(headers, body)
   local st = tonumber(headers[":status"])
   if st == nil or st < 200 or st >= 600 or st ~= floor(st) then error(":status must be between 200-599", 2) end
   if d.dir == 1 then error("respond not currently supported in the response path", 2) end
-  d.seg = -1
-  yield(SENT, "respond", headers, body)
+  block(d, "respond", headers, body)
 end
 function HD:base64Escape(s)
   local d = self_d(self)
@@ -519,12 +531,14 @@ function HD:timestampString(res)
 end
 function HD:importPublicKey(key, len)
   local d = self_d(self)
-  if d.pk ~= nil then return d.pk end
+  local o = d.pk
+  if o ~= nil then return o end
   key = cstr(key, 1, "importPublicKey")
   len = cint(len, 2, "importPublicKey")
   local k = chk(H.importKey(d.cid, d.seg, key, len))
-  d.pk = newPK({ cid = d.cid, seg = d.seg, key = k })
-  return d.pk
+  o = newPK({ cid = d.cid, seg = d.seg, h = d, key = k })
+  d.pk = o
+  return o
 end
 function HD:verifySignature(hash, key, sig, siglen, data, datalen)
   local d = self_d(self)
@@ -568,11 +582,25 @@ function __meshext_capture()
   __meshext_capture = nil
 end
 local pcall = pcall
+local handleMT = { __index = HD }
+local newHandleUd
+if ENG and ENG.newud then
+  local newud = ENG.newud
+  newHandleUd = function() return newud(handleMT) end
+else
+  local proto = newproxy(true)
+  getmetatable(proto).__index = HD
+  newHandleUd = function() return newproxy(proto) end
+end
 function __meshext_entry(dir, cid, seg)
-  local d = { cid = cid, seg = seg, dir = dir }
+  local d = { cid = cid, seg = seg, dir = dir, objs = {}, n = 0 }
   d.h = d
-  local ok, err = pcall(hooks[dir], newHandle(d))
+  local u = newHandleUd()
+  D[u] = d
+  local ok, err = pcall(hooks[dir], u)
   d.seg = -1
+  cleanup(d)
+  D[u] = nil
   if not ok then error(err, 0) end
 end
 `;

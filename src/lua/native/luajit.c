@@ -1,0 +1,676 @@
+/*
+ * meshext LuaJIT engine: a small N-API addon over the system's LuaJIT (Debian libluajit2-5.1-dev).
+ *
+ * It implements exactly the engine seam of src/lua/engine.ts and nothing Envoy-specific: states with
+ * a capped allocator and an instruction-count hook, a flat table of host functions that call back
+ * into JS synchronously, and coroutines started/resumed by the JS driver. Values cross as plain JS
+ * values; Lua strings cross as latin1 JS strings (one char per byte, binary exact).
+ *
+ * Safety rules kept throughout:
+ * - a JS exception never unwinds through Lua frames: it is caught and re-raised as a Lua error;
+ * - a Lua error never unwinds through N-API frames: every entry uses protected calls or resume;
+ * - every napi handle made during a host call lives in a handle scope closed before returning to Lua.
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <luajit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HOOK_INSTRUCTIONS 1000
+#define MAX_DEPTH 32
+#define POOL_MAX 64
+
+typedef struct {
+  lua_State *L;
+  napi_env env;       /* valid while JS is calling into this state */
+  size_t mem_used;
+  size_t mem_max;     /* 0 = unlimited */
+  double remaining;   /* hook ticks left in the current run */
+  double ticks;       /* hook ticks counted so far */
+  int budget;         /* count hook installed */
+  int entry_ref;
+  int closed;
+  napi_ref *fns;
+  int nfns, capfns;
+  int pool[POOL_MAX];
+  int npool;
+} State;
+
+static napi_ref multi_ctor = NULL;
+/* the state whose coroutine is running on this thread (hooks get only the coroutine) */
+static _Thread_local State *current = NULL;
+
+
+static napi_value throw_msg(napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ allocator and hook */
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  State *s = (State *)ud;
+  if (nsize == 0) {
+    if (ptr) {
+      s->mem_used -= osize;
+      free(ptr);
+    }
+    return NULL;
+  }
+  size_t old = ptr ? osize : 0;
+  /* refusing makes Lua raise "not enough memory" after an emergency GC; the state stays usable */
+  if (nsize > old && s->mem_max && s->mem_used + (nsize - old) > s->mem_max) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p) s->mem_used = s->mem_used - old + nsize;
+  return p;
+}
+
+/* An error outside any protected call is a bug in this file; say so instead of exiting silently. */
+static int panic(lua_State *L) {
+  const char *m = lua_tostring(L, -1);
+  fprintf(stderr, "meshext luajit: PANIC: unprotected error: %s\n", m ? m : "?");
+  fflush(stderr);
+  abort();
+  return 0;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  State *s = current;
+  if (!s) return;
+  s->ticks += 1;
+  s->remaining -= 1;
+  if (s->remaining <= 0) {
+    s->remaining = 1; /* keep raising if a pcall swallowed the first error */
+    lua_pushstring(L, "instruction budget exceeded");
+    lua_error(L);
+  }
+}
+
+/* ------------------------------------------------------------------ conversions */
+
+static napi_value to_js(napi_env env, lua_State *L, int idx, int depth);
+
+static napi_value opaque(napi_env env, const char *type) {
+  napi_value o, t;
+  napi_create_object(env, &o);
+  napi_create_string_utf8(env, type, NAPI_AUTO_LENGTH, &t);
+  napi_set_named_property(env, o, "luaType", t);
+  return o;
+}
+
+static napi_value to_js(napi_env env, lua_State *L, int idx, int depth) {
+  napi_value v;
+  switch (lua_type(L, idx)) {
+    case LUA_TNONE:
+    case LUA_TNIL:
+      napi_get_undefined(env, &v);
+      return v;
+    case LUA_TBOOLEAN:
+      napi_get_boolean(env, lua_toboolean(L, idx), &v);
+      return v;
+    case LUA_TNUMBER:
+      napi_create_double(env, lua_tonumber(L, idx), &v);
+      return v;
+    case LUA_TSTRING: {
+      size_t n;
+      const char *p = lua_tolstring(L, idx, &n);
+      napi_create_string_latin1(env, p, n, &v);
+      return v;
+    }
+    case LUA_TTABLE: {
+      napi_value arr, o;
+      uint32_t i = 0;
+      napi_create_object(env, &o);
+      napi_create_array(env, &arr);
+      if (depth < MAX_DEPTH && lua_checkstack(L, 4)) {
+        int t = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+          napi_set_element(env, arr, i++, to_js(env, L, -2, depth + 1));
+          napi_set_element(env, arr, i++, to_js(env, L, -1, depth + 1));
+          lua_pop(L, 1);
+        }
+      }
+      napi_set_named_property(env, o, "luaTable", arr);
+      return o;
+    }
+    case LUA_TFUNCTION:
+      return opaque(env, "function");
+    case LUA_TUSERDATA:
+      return opaque(env, "userdata");
+    case LUA_TLIGHTUSERDATA:
+      return opaque(env, "lightuserdata");
+    default:
+      return opaque(env, "thread");
+  }
+}
+
+static void push_string(napi_env env, lua_State *L, napi_value v) {
+  char small[256];
+  size_t n = 0;
+  napi_get_value_string_latin1(env, v, NULL, 0, &n);
+  if (n < sizeof(small)) {
+    napi_get_value_string_latin1(env, v, small, sizeof(small), &n);
+    lua_pushlstring(L, small, n);
+    return;
+  }
+  char *buf = (char *)malloc(n + 1);
+  if (!buf) {
+    lua_pushnil(L);
+    return;
+  }
+  napi_get_value_string_latin1(env, v, buf, n + 1, &n);
+  lua_pushlstring(L, buf, n);
+  free(buf);
+}
+
+static void push_js(napi_env env, lua_State *L, napi_value v, int depth) {
+  napi_valuetype t;
+  if (!lua_checkstack(L, 4) || napi_typeof(env, v, &t) != napi_ok) {
+    lua_pushnil(L);
+    return;
+  }
+  switch (t) {
+    case napi_string:
+      push_string(env, L, v);
+      return;
+    case napi_number: {
+      double d;
+      napi_get_value_double(env, v, &d);
+      lua_pushnumber(L, d);
+      return;
+    }
+    case napi_boolean: {
+      bool b;
+      napi_get_value_bool(env, v, &b);
+      lua_pushboolean(L, b);
+      return;
+    }
+    case napi_bigint: {
+      int64_t i;
+      bool lossless;
+      napi_get_value_bigint_int64(env, v, &i, &lossless);
+      lua_pushnumber(L, (lua_Number)i);
+      return;
+    }
+    case napi_object:
+      break;
+    default:
+      lua_pushnil(L);
+      return;
+  }
+  if (depth > MAX_DEPTH) {
+    lua_pushnil(L);
+    return;
+  }
+  bool is;
+  napi_is_typedarray(env, v, &is);
+  if (is) {
+    napi_typedarray_type tt;
+    size_t len;
+    void *data;
+    napi_value ab;
+    size_t off;
+    napi_get_typedarray_info(env, v, &tt, &len, &data, &ab, &off);
+    lua_pushlstring(L, (const char *)data, tt == napi_uint8_array || tt == napi_int8_array || tt == napi_uint8_clamped_array ? len : 0);
+    return;
+  }
+  napi_is_array(env, v, &is);
+  if (is) {
+    uint32_t n, i;
+    napi_get_array_length(env, v, &n);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+      napi_value e;
+      napi_get_element(env, v, i, &e);
+      push_js(env, L, e, depth + 1);
+      lua_rawseti(L, -2, (int)i + 1);
+    }
+    return;
+  }
+  bool has;
+  napi_has_named_property(env, v, "luaTable", &has);
+  if (has) {
+    napi_value arr;
+    uint32_t n, i;
+    napi_get_named_property(env, v, "luaTable", &arr);
+    napi_get_array_length(env, arr, &n);
+    lua_createtable(L, 0, (int)(n / 2));
+    for (i = 0; i + 1 < n; i += 2) {
+      napi_value k, x;
+      napi_valuetype kt;
+      napi_get_element(env, arr, i, &k);
+      napi_typeof(env, k, &kt);
+      if (kt == napi_undefined || kt == napi_null) continue;
+      napi_get_element(env, arr, i + 1, &x);
+      push_js(env, L, k, depth + 1);
+      push_js(env, L, x, depth + 1);
+      lua_rawset(L, -3);
+    }
+    return;
+  }
+  napi_value keys;
+  uint32_t n, i;
+  napi_get_property_names(env, v, &keys);
+  napi_get_array_length(env, keys, &n);
+  lua_createtable(L, 0, (int)n);
+  for (i = 0; i < n; i++) {
+    napi_value k, x;
+    napi_get_element(env, keys, i, &k);
+    napi_get_property(env, v, k, &x);
+    push_string(env, L, k);
+    push_js(env, L, x, depth + 1);
+    lua_rawset(L, -3);
+  }
+}
+
+/* ------------------------------------------------------------------ host functions */
+
+static int host_call(lua_State *L) {
+  State *s = (State *)lua_touserdata(L, lua_upvalueindex(1));
+  int idx = (int)lua_tointeger(L, lua_upvalueindex(2));
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_value fn, recv, result, argv[10];
+  int n = lua_gettop(L), i, nret = 0;
+  if (n > 10) n = 10;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+    lua_pushstring(L, "host call failed: no handle scope");
+    return lua_error(L);
+  }
+  for (i = 0; i < n; i++) argv[i] = to_js(env, L, i + 1, 0);
+  napi_get_reference_value(env, s->fns[idx], &fn);
+  napi_get_undefined(env, &recv);
+  if (napi_call_function(env, recv, fn, (size_t)n, argv, &result) != napi_ok) {
+    /* a JS throw becomes a Lua error (after the scope is closed) */
+    napi_value exc, msg;
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    lua_pushstring(L, "host error");
+    if (pending && napi_get_and_clear_last_exception(env, &exc) == napi_ok && napi_coerce_to_string(env, exc, &msg) == napi_ok) {
+      lua_pop(L, 1);
+      push_string(env, L, msg);
+    }
+    napi_close_handle_scope(env, scope);
+    return lua_error(L);
+  }
+  napi_valuetype t;
+  napi_typeof(env, result, &t);
+  lua_settop(L, 0);
+  if (t != napi_undefined) {
+    bool multi = false;
+    napi_value ctor;
+    if (t == napi_object && multi_ctor) {
+      napi_get_reference_value(env, multi_ctor, &ctor);
+      napi_instanceof(env, result, ctor, &multi);
+    }
+    if (multi) {
+      napi_value vals;
+      uint32_t nv, j;
+      napi_get_named_property(env, result, "values", &vals);
+      napi_get_array_length(env, vals, &nv);
+      if (lua_checkstack(L, (int)nv + 4)) {
+        for (j = 0; j < nv; j++) {
+          napi_value e;
+          napi_get_element(env, vals, j, &e);
+          push_js(env, L, e, 0);
+        }
+        nret = (int)nv;
+      }
+    } else {
+      push_js(env, L, result, 0);
+      nret = 1;
+    }
+  }
+  napi_close_handle_scope(env, scope);
+  return nret;
+}
+
+/* ------------------------------------------------------------------ N-API surface */
+
+static State *get_state(napi_env env, napi_value v) {
+  State *s = NULL;
+  if (napi_get_value_external(env, v, (void **)&s) != napi_ok || !s || s->closed) {
+    napi_throw_error(env, NULL, "lua state is closed");
+    return NULL;
+  }
+  s->env = env;
+  return s;
+}
+
+static void close_state(napi_env env, State *s) {
+  int i;
+  if (s->closed) return;
+  s->closed = 1;
+  lua_close(s->L);
+  for (i = 0; i < s->nfns; i++) napi_delete_reference(env, s->fns[i]);
+  free(s->fns);
+  s->fns = NULL;
+  s->nfns = 0;
+}
+
+static void finalize_state(napi_env env, void *data, void *hint) {
+  (void)hint;
+  State *s = (State *)data;
+  close_state(env, s);
+  free(s);
+}
+
+static napi_value js_init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return throw_msg(env, "init(Multi) expected");
+  if (multi_ctor) napi_delete_reference(env, multi_ctor);
+  napi_create_reference(env, argv[0], 1, &multi_ctor);
+  return NULL;
+}
+
+/* newState(memoryLimit, budget, unsafe) */
+static napi_value js_new_state(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], ext;
+  double limit = 0;
+  bool budget = false, unsafe = false;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc > 0) napi_get_value_double(env, argv[0], &limit);
+  if (argc > 1) napi_get_value_bool(env, argv[1], &budget);
+  if (argc > 2) napi_get_value_bool(env, argv[2], &unsafe);
+  State *s = (State *)calloc(1, sizeof(State));
+  if (!s) return throw_msg(env, "out of memory");
+  s->mem_max = limit > 0 ? (size_t)limit : 0;
+  s->remaining = INFINITY;
+  s->L = lua_newstate(capped_alloc, s);
+  if (!s->L) {
+    free(s);
+    return throw_msg(env, "cannot create LuaJIT state");
+  }
+  lua_atpanic(s->L, panic);
+  luaL_openlibs(s->L);
+  s->budget = budget;
+  if (budget) {
+    /* JIT-compiled traces never check hooks: an infinite loop would hang the worker. The
+     * interpreter checks them, and LuaJIT's interpreter is still faster than PUC Lua. */
+    if (!getenv("XNOJITOFF")) luaJIT_setmode(s->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    if (!getenv("XNOHOOK")) lua_sethook(s->L, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+  }
+  (void)unsafe; /* library removal is done by the shared Lua sandbox chunk */
+  lua_settop(s->L, 0);
+  if (napi_create_external(env, s, finalize_state, NULL, &ext) != napi_ok) {
+    lua_close(s->L);
+    free(s);
+    return throw_msg(env, "cannot wrap state");
+  }
+  return ext;
+}
+
+/* setHostTable(st, name, keys[], fns[]) */
+static napi_value js_set_host_table(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  char name[128];
+  size_t nlen;
+  uint32_t n, i;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  napi_get_value_string_utf8(env, argv[1], name, sizeof(name), &nlen);
+  napi_get_array_length(env, argv[2], &n);
+  lua_State *L = s->L;
+  lua_createtable(L, 0, (int)n);
+  for (i = 0; i < n; i++) {
+    napi_value k, f;
+    char key[128];
+    size_t klen;
+    napi_get_element(env, argv[2], i, &k);
+    napi_get_element(env, argv[3], i, &f);
+    napi_get_value_string_utf8(env, k, key, sizeof(key), &klen);
+    if (s->nfns == s->capfns) {
+      int cap = s->capfns ? s->capfns * 2 : 64;
+      napi_ref *nf = (napi_ref *)realloc(s->fns, sizeof(napi_ref) * (size_t)cap);
+      if (!nf) return throw_msg(env, "out of memory");
+      s->fns = nf;
+      s->capfns = cap;
+    }
+    napi_create_reference(env, f, 1, &s->fns[s->nfns]);
+    lua_pushlightuserdata(L, s);
+    lua_pushinteger(L, s->nfns);
+    lua_pushcclosure(L, host_call, 2);
+    lua_setfield(L, -2, key);
+    s->nfns++;
+  }
+  lua_setglobal(L, name);
+  return NULL;
+}
+
+/* exec(st, code, chunkName, budget) -> undefined | error message */
+static napi_value js_exec(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], out;
+  size_t clen, nlen;
+  double budget = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  napi_get_value_string_utf8(env, argv[1], NULL, 0, &clen);
+  napi_get_value_string_utf8(env, argv[2], NULL, 0, &nlen);
+  napi_get_value_double(env, argv[3], &budget);
+  char *code = (char *)malloc(clen + 1);
+  char *name = (char *)malloc(nlen + 1);
+  if (!code || !name) {
+    free(code);
+    free(name);
+    return throw_msg(env, "out of memory");
+  }
+  napi_get_value_string_utf8(env, argv[1], code, clen + 1, &clen);
+  napi_get_value_string_utf8(env, argv[2], name, nlen + 1, &nlen);
+  lua_State *L = s->L;
+  State *prev = current;
+  current = s;
+  /* text only: crafted bytecode can crash the VM */
+  int rc = luaL_loadbufferx(L, code, clen, name, "t");
+  free(code);
+  free(name);
+  if (rc == 0) {
+    s->remaining = budget > 0 ? budget : INFINITY;
+    rc = lua_pcall(L, 0, 0, 0);
+    s->remaining = INFINITY;
+  }
+  current = prev;
+  if (rc != 0) {
+    size_t n;
+    const char *m = lua_tolstring(L, -1, &n);
+    if (m) napi_create_string_latin1(env, m, n, &out);
+    else napi_create_string_utf8(env, "error object is not a string", NAPI_AUTO_LENGTH, &out);
+    lua_settop(L, 0);
+    return out;
+  }
+  lua_settop(L, 0);
+  napi_get_undefined(env, &out);
+  return out;
+}
+
+static napi_value js_take_entry(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char name[128];
+  size_t nlen;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  napi_get_value_string_utf8(env, argv[1], name, sizeof(name), &nlen);
+  lua_getglobal(s->L, name);
+  s->entry_ref = luaL_ref(s->L, LUA_REGISTRYINDEX);
+  lua_pushnil(s->L);
+  lua_setglobal(s->L, name);
+  return NULL;
+}
+
+/* Runs T with the values of JS array `args`; fills out[off..] with status, used, values. */
+static napi_value run(napi_env env, State *s, lua_State *T, napi_value args, double budget, napi_value out, uint32_t off) {
+  uint32_t nargs = 0, i;
+  napi_value v;
+  napi_get_array_length(env, args, &nargs);
+  if (!lua_checkstack(T, (int)nargs + 4)) return throw_msg(env, "lua stack overflow");
+  for (i = 0; i < nargs; i++) {
+    napi_value a;
+    napi_get_element(env, args, i, &a);
+    push_js(env, T, a, 0);
+  }
+  State *prev = current;
+  current = s;
+  s->remaining = budget > 0 ? budget : INFINITY;
+  double t0 = s->ticks;
+  int rc = lua_resume(T, (int)nargs);
+  s->remaining = INFINITY;
+  current = prev;
+  int status = rc == 0 ? 0 : rc == LUA_YIELD ? 1 : 2;
+  napi_create_int32(env, status, &v);
+  napi_set_element(env, out, off, v);
+  napi_create_double(env, s->ticks - t0, &v);
+  napi_set_element(env, out, off + 1, v);
+  if (status == 2) {
+    size_t n;
+    const char *m = lua_tolstring(T, -1, &n);
+    if (m) napi_create_string_latin1(env, m, n, &v);
+    else napi_create_string_utf8(env, lua_isnil(T, -1) ? "nil" : "error object is not a string", NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, out, off + 2, v);
+    lua_settop(T, 0);
+    return out;
+  }
+  int top = lua_gettop(T);
+  for (i = 0; i < (uint32_t)top; i++) napi_set_element(env, out, off + 2 + i, to_js(env, T, (int)i + 1, 0));
+  lua_settop(T, 0);
+  return out;
+}
+
+/* start(st, args, budget) -> [ref, status, used, ...values] */
+static napi_value js_start(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out, v;
+  double budget = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  napi_get_value_double(env, argv[2], &budget);
+  lua_State *L = s->L;
+  lua_State *T;
+  int ref;
+  if (s->npool > 0) {
+    /* a coroutine that returned normally is empty and LUA_OK: it can run a new function */
+    ref = s->pool[--s->npool];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    T = lua_tothread(L, -1);
+    lua_pop(L, 1);
+  } else {
+    T = lua_newthread(L);
+    ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(T, LUA_REGISTRYINDEX, s->entry_ref);
+  napi_create_array(env, &out);
+  napi_create_int32(env, ref, &v);
+  napi_set_element(env, out, 0, v);
+  return run(env, s, T, argv[1], budget, out, 1);
+}
+
+/* resume(st, ref, args, budget) -> [status, used, ...values] */
+static napi_value js_resume(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], out;
+  int32_t ref;
+  double budget = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  napi_get_value_int32(env, argv[1], &ref);
+  napi_get_value_double(env, argv[3], &budget);
+  lua_rawgeti(s->L, LUA_REGISTRYINDEX, ref);
+  lua_State *T = lua_tothread(s->L, -1);
+  lua_pop(s->L, 1);
+  if (!T || lua_status(T) != LUA_YIELD) return throw_msg(env, "coroutine is not suspended");
+  napi_create_array(env, &out);
+  return run(env, s, T, argv[2], budget, out, 0);
+}
+
+static napi_value js_release(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t ref;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  napi_get_value_int32(env, argv[1], &ref);
+  lua_rawgeti(s->L, LUA_REGISTRYINDEX, ref);
+  lua_State *T = lua_tothread(s->L, -1);
+  lua_pop(s->L, 1);
+  if (T && lua_status(T) == 0 && lua_gettop(T) == 0 && s->npool < POOL_MAX) {
+    s->pool[s->npool++] = ref;
+    return NULL;
+  }
+  luaL_unref(s->L, LUA_REGISTRYINDEX, ref);
+  return NULL;
+}
+
+static napi_value js_memory(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], v;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  napi_create_double(env, (double)s->mem_used, &v);
+  return v;
+}
+
+static napi_value js_gc(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  lua_gc(s->L, LUA_GCCOLLECT, 0);
+  return NULL;
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  State *s = NULL;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (napi_get_value_external(env, argv[0], (void **)&s) == napi_ok && s) close_state(env, s);
+  return NULL;
+}
+
+static napi_value js_version(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_create_string_utf8(env, LUAJIT_VERSION, NAPI_AUTO_LENGTH, &v);
+  return v;
+}
+
+static napi_value module_init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
+    {"newState", NULL, js_new_state, NULL, NULL, NULL, napi_default, NULL},
+    {"setHostTable", NULL, js_set_host_table, NULL, NULL, NULL, napi_default, NULL},
+    {"exec", NULL, js_exec, NULL, NULL, NULL, napi_default, NULL},
+    {"takeEntry", NULL, js_take_entry, NULL, NULL, NULL, napi_default, NULL},
+    {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
+    {"resume", NULL, js_resume, NULL, NULL, NULL, napi_default, NULL},
+    {"release", NULL, js_release, NULL, NULL, NULL, napi_default, NULL},
+    {"memory", NULL, js_memory, NULL, NULL, NULL, napi_default, NULL},
+    {"gc", NULL, js_gc, NULL, NULL, NULL, napi_default, NULL},
+    {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+    {"version", NULL, js_version, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, module_init)
