@@ -211,6 +211,33 @@ describe('access log', { timeout: 20_000 }, () => {
     assert.deepEqual(seen, { a: 1000, b: 1000 });
   });
 
+  it('stdout target: every line arrives through a pipe whose reader stalls', async () => {
+    // A child process whose stdout is a pipe we stop reading for a while: its batched writes
+    // block in the thread pool (Linux keeps stdout pipes blocking; a non-blocking one would
+    // answer EAGAIN, which the logger retries) and must all arrive, in order, once we read.
+    const script = join(dir, 'child.ts');
+    const modUrl = new URL('../../src/observability/access-log.ts', import.meta.url).href;
+    await writeFile(
+      script,
+      `import { AccessLogger } from ${JSON.stringify(modUrl)};\n` +
+        `console.log('not-json banner');\n` +
+        `const log = new AccessLogger({ target: 'stdout', bufferBytes: 8192 });\n` +
+        `for (let i = 0; i < 3000; i++) { log.write({ i, pad: 'y'.repeat(200) }); if (i % 100 === 0) await new Promise((r) => setImmediate(r)); }\n` +
+        `await log.close();\n`,
+    );
+    const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const chunks: Buffer[] = [];
+    child.stdout.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    child.stdout.on('data', (c: Buffer) => chunks.push(c));
+    child.stdout.resume();
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    assert.equal(code, 0);
+    const lines = Buffer.concat(chunks).toString('utf8').trimEnd().split('\n').filter((l) => l !== 'not-json banner');
+    assert.equal(lines.length, 3000);
+    lines.forEach((l, i) => assert.equal((JSON.parse(l) as { i: number }).i, i));
+  });
+
   it('a bad file path fails at construction', async () => {
     const file = join(dir, 'plain-file');
     await writeFile(file, '');
