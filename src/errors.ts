@@ -33,7 +33,8 @@ export interface ConfigIssue {
 }
 
 export function formatIssue(issue: ConfigIssue): string {
-  return `${issue.file}:${issue.line}: ${issue.path}: ${issue.message}`;
+  // Whole-file problems (YAML syntax, unreadable file) have no field path.
+  return issue.path ? `${issue.file}:${issue.line}: ${issue.path}: ${issue.message}` : `${issue.file}:${issue.line}: ${issue.message}`;
 }
 
 export class ConfigError extends MeshextError {

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { BootstrapConfig, ExtensionSet, ListenerConfig, Phase, TrafficExtension } from '../config/types.ts';
-import { extensionsForListener, listenerInfoFor } from '../config/selection.ts';
+import { extensionsForListener, indexByNamespace, listenerInfoFor } from '../config/selection.ts';
 import { ConfigError, MeshextError, type ConfigIssue } from '../errors.ts';
 import type { HttpFilter, HttpFilterFactory, NetworkFilterFactory } from '../filters/types.ts';
 import { createAccessLogger, type AccessLogger } from '../observability/access-log.ts';
@@ -87,6 +87,8 @@ export class DataPlane {
   /** Extensions loaded in this worker, by namespace/name. */
   #loaded = new Map<string, LoadedEntry>();
   #extensions: ExtensionSet = { extensions: [], secrets: [] };
+  /** The accepted extensions indexed by namespace, built once per apply for every listener's selection. */
+  #byNamespace: Map<string, TrafficExtension[]> = new Map();
   #chains: Record<string, ChainEntryDump[]> = {};
   #ready = false;
 
@@ -230,6 +232,7 @@ export class DataPlane {
     }
     this.#loaded = next;
     this.#extensions = { extensions: accepted, secrets: set.secrets };
+    this.#byNamespace = indexByNamespace(accepted);
     const chains: Record<string, ChainEntryDump[]> = {};
     for (const l of this.httpListeners) {
       const ordered = this.#ordered(l.config, 'HTTP');
@@ -252,7 +255,7 @@ export class DataPlane {
   }
 
   #ordered(l: ListenerConfig, chain: 'HTTP' | 'NETWORK'): { ext: TrafficExtension; phase: Phase }[] {
-    const byPhase = extensionsForListener(this.bootstrap.identity, listenerInfoFor(l, this.bootstrap.identity), chain, this.#extensions.extensions);
+    const byPhase = extensionsForListener(this.bootstrap.identity, listenerInfoFor(l, this.bootstrap.identity), chain, this.#byNamespace);
     const out: { ext: TrafficExtension; phase: Phase }[] = [];
     for (const phase of PHASE_ORDER) for (const ext of byPhase[phase] ?? []) out.push({ ext, phase });
     return out;
