@@ -15,6 +15,8 @@ import { createModuleFetcher } from '../../src/fetch/fetcher.ts';
 import type { ModuleFetcherOptions } from '../../src/fetch/fetcher.ts';
 import { FetchError, FetchErrorCode } from '../../src/fetch/errors.ts';
 import { sha256Hex } from '../../src/fetch/wasm-bytes.ts';
+import { buildImage } from '../../src/fetch/layouts.ts';
+import { dockerConfigJson } from '../../src/fetch/credentials.ts';
 import { StatsStore } from '../../src/observability/stats.ts';
 import { OPENSSL_BIN, assertBytes, cleanup, selfSignedCert, startHttpServer, tempDir, wasmModule } from './helpers.ts';
 import type { TestServer } from './helpers.ts';
@@ -497,6 +499,53 @@ describe('ModuleSource adapter for the Wasm runtime', () => {
       assert.ok(await WebAssembly.compile(bytes), 'bytes compile as is');
     } finally {
       await closeSharedFetchers();
+    }
+  });
+});
+
+describe('registry protocol details (scripted registry)', () => {
+  it('drops Authorization on a cross-origin blob redirect and verifies blob digests', async () => {
+    const w = wasmModule('scripted');
+    const img = await buildImage(w, 'artifact');
+    const blobs = new Map(img.blobs.map((b) => [b.digest, b.bytes]));
+    let corrupt = false;
+    const storageAuth: (string | undefined)[] = [];
+    const storage = await startHttpServer((req, res) => {
+      storageAuth.push(req.headers.authorization);
+      const digest = new URL(req.url!, 'http://x').searchParams.get('d')!;
+      const b = blobs.get(digest)!;
+      res.end(corrupt ? Buffer.concat([Buffer.from(b), Buffer.from('x')]) : b);
+    });
+    const registryAuth: (string | undefined)[] = [];
+    const registry = await startHttpServer((req, res) => {
+      registryAuth.push(req.headers.authorization);
+      if (req.headers.authorization !== `Basic ${Buffer.from('u:p').toString('base64')}`) return void res.writeHead(401, { 'www-authenticate': 'Basic realm="scripted"' }).end();
+      const u = req.url!;
+      if (u === '/v2/') return void res.end('{}');
+      if (u.startsWith('/v2/s/p/manifests/')) return void res.writeHead(200, { 'content-type': img.mediaType }).end(img.manifest);
+      const m = /^\/v2\/s\/p\/blobs\/(sha256:[a-f0-9]+)$/.exec(u);
+      if (m) return void res.writeHead(307, { location: `${storage.url}/blob?d=${m[1]}` }).end();
+      res.writeHead(404).end();
+    });
+    const host = `127.0.0.1:${registry.port}`;
+    const secret = { name: 's', namespace: 'default', dockerConfigJson: dockerConfigJson(host, 'u', 'p') };
+    const f = await createModuleFetcher(fetcherOpts({ insecureRegistries: [host], registryAttempts: 1 }));
+    try {
+      const m = await f.fetch({ url: `oci://${host}/s/p:v1`, imagePullSecret: 's' }, { ...ctx, secrets: [secret] });
+      assertBytes(m.bytes, w);
+      assert.ok(storageAuth.length > 0 && storageAuth.every((a) => a === undefined), 'no credentials sent to blob storage');
+      assert.ok(registryAuth.some((a) => a?.startsWith('Basic ')));
+      corrupt = true;
+      const fresh = await createModuleFetcher(fetcherOpts({ insecureRegistries: [host], registryAttempts: 1 }));
+      await assert.rejects(
+        fresh.fetch({ url: `oci://${host}/s/p:v2`, imagePullSecret: 's' }, { ...ctx, secrets: [secret] }),
+        (e: unknown) => isCode(FetchErrorCode.BlobDigestMismatch)(e) && (e as FetchError).result === 'download_failure',
+      ).finally(() => fresh.close());
+      assert.equal(fresh.cache.size, 0);
+    } finally {
+      await f.close();
+      await registry.close();
+      await storage.close();
     }
   });
 });
