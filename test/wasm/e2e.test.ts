@@ -154,3 +154,29 @@ test('CPU budget through the proxy with FAIL_OPEN: an infinite loop is cut off a
   const c = stats.find((s) => s.name === 'wasm.default.spin-open.cpu_budget_exceeded');
   assert.ok(c && c.kind === 'counter' && c.value === 1);
 });
+
+test('worker threads: the module is compiled once and shared with the other worker; both run the plugin', { timeout: 120_000 }, async () => {
+  const headers = await buildAs('headers');
+  const set = loadExtensionObjects([ext('headers-workers', { url: await file('headers-w.wasm', headers), pluginName: 'headers', pluginConfig: { w: 1 } })]);
+  const wp = await startProxy({ bootstrap: bootstrap({ clusters: [cluster('echo', upstream.port)], routeTables: [routeAll('echo')] }), concurrency: 2, extensions: set.set, admin: false });
+  try {
+    const { Agent } = await import('undici');
+    for (let i = 0; i < 20; i++) {
+      const agent = new Agent({ connections: 1 });
+      const res = await request(`http://127.0.0.1:${wp.ports.http}/`, { dispatcher: agent, headers: { 'x-a': 'A', 'x-b': 'B' } });
+      await res.body.dump();
+      assert.equal(res.headers['x-seen'], 'A|B');
+      await agent.close();
+    }
+    const stats = await wp.stats();
+    const value = (n: string) => {
+      const e = stats.find((s) => s.name === n);
+      return e && e.kind === 'counter' ? e.value : 0;
+    };
+    assert.equal(value('wasm.default.headers-workers.vm_created'), 2, 'one VM per worker');
+    assert.equal(value('wasm.modules_compiled_here') + value('wasm.modules_received_from_other_workers'), 2);
+    assert.equal(value('wasm.modules_compiled_here'), 1, 'compiled once per process');
+  } finally {
+    await wp.close();
+  }
+});
