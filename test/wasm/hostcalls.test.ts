@@ -320,6 +320,49 @@ test('HTTP callout: validation, Envoy token numbering, response to the ROOT cont
   assert.equal(h.call('proxy_grpc_send', root, 12345, 0, 0, 0), Status.NotFound);
 });
 
+test('gRPC unary callout over the cluster: framing, path, metadata; on_grpc_receive with buffer 5; on_grpc_close with status and message', async () => {
+  const clusters = new FakeClusters(['grpc-backend']);
+  const { h, root } = await setup({ clusters });
+  const tok = h.out();
+  const [up, upl] = h.put('grpc-backend');
+  const [svc, svcl] = h.put('pkg.Greeter');
+  const [meth, methl] = h.put('Hello');
+  const [md, mdl] = h.put(encodePairs([['x-md', 'v']]));
+  const [msg, msgl] = h.put(new Uint8Array([8, 1, 18, 2, 104, 105]));
+  assert.equal(h.call('proxy_grpc_call', root, up, upl, svc, svcl, meth, methl, md, mdl, msg, msgl, 1000, tok), Status.Ok);
+  assert.equal(h.u32(tok), 5, 'gRPC call tokens: 5, 9, ...');
+  const call = clusters.calls.at(-1)!;
+  assert.equal(call.req.headers.get(':path'), '/pkg.Greeter/Hello');
+  assert.equal(call.req.headers.get('content-type'), 'application/grpc');
+  assert.equal(call.req.headers.get('x-md'), 'v');
+  assert.deepEqual([...call.req.body!], [0, 0, 0, 0, 6, 8, 1, 18, 2, 104, 105], 'length-prefixed message');
+  const reply = Buffer.from([0, 0, 0, 0, 3, 1, 2, 3]);
+  call.resolve({ status: 200, headers: [['content-type', 'application/grpc']], body: reply.toString('latin1'), trailers: [['grpc-status', '0']] });
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(h.global('grpc_event'), 1003);
+  assert.equal(h.global('call_body_status'), Status.Ok);
+  assert.deepEqual([...h.bytesAt(72, 76)], [1, 2, 3]);
+  // a serialized GrpcService { envoy_grpc { cluster_name } } names the cluster too
+  const gs = new Uint8Array([0x0a, 14, 0x0a, 12, ...Buffer.from('grpc-backend')]);
+  const [gsp, gsl] = h.put(gs);
+  assert.equal(h.call('proxy_grpc_call', root, gsp, gsl, svc, svcl, meth, methl, 0, 0, msg, msgl, 1000, tok), Status.Ok);
+  assert.equal(h.u32(tok), 9);
+  clusters.calls.at(-1)!.resolve({ status: 200, trailers: [['grpc-status', '5'], ['grpc-message', 'not%20found']] });
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(h.global('grpc_event'), 2005);
+  const code = h.out();
+  const mp = h.out();
+  const ml = h.out();
+  assert.equal(h.call('proxy_get_status', root, code, mp, ml), Status.Ok);
+  assert.equal(h.u32(code), 5);
+  assert.equal(h.stringAt(mp, ml), 'not found');
+  // cancel: no callback
+  assert.equal(h.call('proxy_grpc_call', root, up, upl, svc, svcl, meth, methl, 0, 0, msg, msgl, 1000, tok), Status.Ok);
+  const t3 = h.u32(tok);
+  assert.equal(h.call('proxy_grpc_cancel', root, t3), Status.Ok);
+  assert.equal(clusters.calls.at(-1)!.cancelled, true);
+});
+
 test('stream control, effective context, done, foreign functions, timers', async () => {
   const { h, stream, root, s, p } = await setup();
   assert.equal(h.call('proxy_continue_stream', stream, 7), Status.BadArgument);

@@ -126,6 +126,14 @@ export function harnessWat(abiMarker = 'proxy_abi_version_0_2_1'): string {
     (global.set $call_args (i32.or (i32.or (i32.shl (local.get $h) (i32.const 16)) (i32.shl (local.get $b) (i32.const 8))) (local.get $t)))
     (global.set $call_pairs_status (call $f${SIGNATURES.findIndex((s) => s[1] === 'proxy_get_header_map_pairs')} (i32.const 6) (i32.const 64) (i32.const 68)))
     (global.set $call_body_status (call $f${SIGNATURES.findIndex((s) => s[1] === 'proxy_get_buffer_bytes')} (i32.const 4) (i32.const 0) (i32.const 100) (i32.const 72) (i32.const 76))))
+  (global $grpc_event (export "grpc_event") (mut i32) (i32.const 0))
+  (func (export "proxy_on_grpc_receive") (param $root i32) (param $token i32) (param $len i32)
+    (global.set $last_token (local.get $token))
+    (global.set $grpc_event (i32.add (i32.const 1000) (local.get $len)))
+    (global.set $call_body_status (call $f${SIGNATURES.findIndex((s) => s[1] === 'proxy_get_buffer_bytes')} (i32.const 5) (i32.const 0) (i32.const 100) (i32.const 72) (i32.const 76))))
+  (func (export "proxy_on_grpc_close") (param $root i32) (param $token i32) (param $status i32)
+    (global.set $last_token (local.get $token))
+    (global.set $grpc_event (i32.add (i32.const 2000) (local.get $status))))
   (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
   (func (export "proxy_on_delete") (param i32))`);
   SIGNATURES.forEach(([mod, name, params, results], k) => {
