@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { COMPONENTS, getLevels, isLevel, logger, setLevel, type Component, type Level } from '../observability/log.ts';
 import type { StatsSnapshot } from '../observability/stats.ts';
 import { ConfigDumpError, queryConfigDump } from './config-dump.ts';
-import { PROMETHEUS_CONTENT_TYPE, renderJson, renderPrometheus, renderText, type HistogramBucketsMode, type StatsQuery } from './stats-render.ts';
+import { PROMETHEUS_CONTENT_TYPE, renderJson, renderPrometheusBuffer, renderText, type HistogramBucketsMode, type StatsQuery } from './stats-render.ts';
 
 /** What the admin server reads from the proxy. */
 export interface AdminSource {
@@ -73,10 +73,10 @@ interface Endpoint {
 const log = logger('admin');
 const processStart = Date.now();
 
-function send(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=UTF-8'): void {
+function send(res: ServerResponse, status: number, body: string | Buffer, contentType = 'text/plain; charset=UTF-8'): void {
   res.writeHead(status, {
     'content-type': contentType,
-    'content-length': Buffer.byteLength(body),
+    'content-length': typeof body === 'string' ? Buffer.byteLength(body) : body.length,
     // As Envoy: admin output is never cached and never sniffed into HTML.
     'cache-control': 'no-cache, max-age=0',
     'x-content-type-options': 'nosniff',
@@ -120,7 +120,7 @@ async function handleStats(_req: IncomingMessage, url: URL, res: ServerResponse,
     case 'json':
       return sendJson(res, 200, renderJson(snap, q, hb));
     case 'prometheus':
-      return send(res, 200, renderPrometheus(snap, q), PROMETHEUS_CONTENT_TYPE);
+      return send(res, 200, renderPrometheusBuffer(snap, q), PROMETHEUS_CONTENT_TYPE);
     default:
       throw new HttpError(400, `invalid format '${format}': expected text, json or prometheus`);
   }
@@ -128,7 +128,7 @@ async function handleStats(_req: IncomingMessage, url: URL, res: ServerResponse,
 
 async function handlePrometheus(_req: IncomingMessage, url: URL, res: ServerResponse, source: AdminSource): Promise<void> {
   const q = statsQuery(url);
-  send(res, 200, renderPrometheus(withServerStats(await source.stats(), source), q), PROMETHEUS_CONTENT_TYPE);
+  send(res, 200, renderPrometheusBuffer(withServerStats(await source.stats(), source), q), PROMETHEUS_CONTENT_TYPE);
 }
 
 // Envoy's server.state gauge values.

@@ -266,11 +266,27 @@ function escapeLabelValue(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
-function labelString(labels: [string, string][], extra?: string): string {
-  const parts: string[] = [];
-  for (const [k, v] of labels) parts.push(`${sanitizeLabelName(k)}="${escapeLabelValue(v)}"`);
-  if (extra) parts.push(extra);
-  return parts.length ? `{${parts.join(',')}}` : '';
+// Label names repeat across every series of a family; sanitizing them once is enough.
+const labelNameCache = new Map<string, string>();
+function labelName(k: string): string {
+  let n = labelNameCache.get(k);
+  if (n === undefined) {
+    n = sanitizeLabelName(k);
+    if (labelNameCache.size < 10_000) labelNameCache.set(k, n);
+  }
+  return n;
+}
+
+const NEEDS_ESCAPE = /[\\\n"]/;
+
+/** `k="v",k="v"` (no braces), escaped once per series and reused for all its sample lines. */
+function labelBody(labels: Iterable<readonly [string, string]>): string {
+  let out = '';
+  for (const [k, v] of labels) {
+    if (out) out += ',';
+    out += `${labelName(k)}="${NEEDS_ESCAPE.test(v) ? escapeLabelValue(v) : v}"`;
+  }
+  return out;
 }
 
 function promNumber(n: number): string {
@@ -281,9 +297,47 @@ function promNumber(n: number): string {
 }
 
 /** Prometheus text exposition (0.0.4) of the snapshot; one `# TYPE` line per metric family. */
-export function renderPrometheus(snapshot: StatsSnapshot, q: StatsQuery = {}): string {
-  // Group samples by family: several stats (different clusters, different tag values) share one.
-  const families = new Map<string, { type: 'counter' | 'gauge' | 'histogram'; lines: string[] }>();
+/** A growable byte buffer: the exposition is written as bytes, ready for the socket. */
+class ByteWriter {
+  buf: Buffer;
+  len = 0;
+  constructor(sizeHint: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(1024, sizeHint));
+  }
+  #ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.len + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+  str(s: string): void {
+    // Worst case 3 bytes per UTF-16 unit; exact length is not worth a pass.
+    this.#ensure(s.length * 3);
+    this.len += this.buf.write(s, this.len, 'utf8');
+  }
+  bytes(b: Buffer): void {
+    this.#ensure(b.length);
+    b.copy(this.buf, this.len);
+    this.len += b.length;
+  }
+  result(): Buffer {
+    return this.buf.subarray(0, this.len);
+  }
+}
+
+/**
+ * Prometheus text exposition (0.0.4) of the snapshot, as bytes; one `# TYPE` line per family.
+ * Written straight into a Buffer: Istio label sets are ~800 bytes and a histogram repeats its set
+ * on ~20 lines, so a scrape of a busy proxy is tens of MB. Each series' label prefix is encoded
+ * once and then copied per line, and nothing is built as a JS string and re-encoded.
+ */
+export function renderPrometheusBuffer(snapshot: StatsSnapshot, q: StatsQuery = {}): Buffer {
+  // Pass 1: group selected entries by family (a family's series must be contiguous).
+  const families = new Map<string, { type: 'counter' | 'gauge' | 'histogram'; entries: [StatEntry, string][] }>();
+  // Output size estimate, so the buffer is allocated once instead of doubling (and copying) its way up.
+  let estimate = 0;
   for (const e of snapshot) {
     if (q.usedOnly && !isUsed(e)) continue;
     if (!typeMatches(e, q.type)) continue;
@@ -297,32 +351,44 @@ export function renderPrometheus(snapshot: StatsSnapshot, q: StatsQuery = {}): s
       break;
     }
     const pn = prometheusName(e.name, hasTags);
-    const labels: [string, string][] = hasTags ? Object.entries(e.tags) : pn.labels;
     let fam = families.get(pn.name);
-    if (!fam) {
-      fam = { type: e.kind, lines: [] };
-      families.set(pn.name, fam);
-    } else if (fam.type !== e.kind) {
-      continue; // A family has one type; a clash would make the exposition invalid.
-    }
-    if (e.kind === 'histogram') {
-      let c = 0;
-      for (let i = 0; i < e.buckets.length; i++) {
-        c += e.counts[i] ?? 0;
-        fam.lines.push(`${pn.name}_bucket${labelString(labels, `le="${promNumber(e.buckets[i]!)}"`)} ${c}`);
+    if (!fam) families.set(pn.name, (fam = { type: e.kind, entries: [] }));
+    else if (fam.type !== e.kind) continue; // A family has one type; a clash would make the exposition invalid.
+    const body = labelBody(hasTags ? Object.entries(e.tags) : pn.labels);
+    fam.entries.push([e, body]);
+    const lines = e.kind === 'histogram' ? e.buckets.length + 3 : 1;
+    estimate += lines * (pn.name.length + body.length + 40);
+  }
+  // Pass 2: write family by family.
+  const w = new ByteWriter(estimate + families.size * 100);
+  const leStrings = new Map<number, string>();
+  for (const name of [...families.keys()].sort()) {
+    const fam = families.get(name)!;
+    w.str(`# TYPE ${name} ${fam.type}\n`);
+    for (const [e, body] of fam.entries) {
+      if (e.kind === 'histogram') {
+        const open = Buffer.from(body ? `${name}_bucket{${body},le="` : `${name}_bucket{le="`);
+        let c = 0;
+        for (let i = 0; i < e.buckets.length; i++) {
+          c += e.counts[i] ?? 0;
+          const b = e.buckets[i]!;
+          let le = leStrings.get(b);
+          if (le === undefined) leStrings.set(b, (le = promNumber(b)));
+          w.bytes(open);
+          w.str(`${le}"} ${c}\n`);
+        }
+        w.bytes(open);
+        const plain = body ? `{${body}}` : '';
+        w.str(`+Inf"} ${e.count}\n${name}_sum${plain} ${promNumber(e.sum)}\n${name}_count${plain} ${e.count}\n`);
+      } else {
+        w.str(body ? `${name}{${body}} ${promNumber(e.value)}\n` : `${name} ${promNumber(e.value)}\n`);
       }
-      fam.lines.push(`${pn.name}_bucket${labelString(labels, 'le="+Inf"')} ${e.count}`);
-      fam.lines.push(`${pn.name}_sum${labelString(labels)} ${promNumber(e.sum)}`);
-      fam.lines.push(`${pn.name}_count${labelString(labels)} ${e.count}`);
-    } else {
-      fam.lines.push(`${pn.name}${labelString(labels)} ${promNumber(e.value)}`);
     }
   }
-  const names = [...families.keys()].sort();
-  let out = '';
-  for (const n of names) {
-    const fam = families.get(n)!;
-    out += `# TYPE ${n} ${fam.type}\n${fam.lines.join('\n')}\n`;
-  }
-  return out;
+  return w.result();
+}
+
+/** Prometheus text exposition (0.0.4) of the snapshot, as a string. */
+export function renderPrometheus(snapshot: StatsSnapshot, q: StatsQuery = {}): string {
+  return renderPrometheusBuffer(snapshot, q).toString('utf8');
 }
