@@ -46,7 +46,11 @@ export class StreamInfo {
   requestId = '';
   responseCode = 0;
   responseCodeDetails = '';
-  readonly responseFlags = new Set<string>();
+  #responseFlags: Set<string> | undefined;
+  /** Envoy's response flags (created on first use: most streams have none). */
+  get responseFlags(): Set<string> {
+    return (this.#responseFlags ??= new Set<string>());
+  }
   bytesReceived = 0;
   bytesSent = 0;
   /** Monotonic timestamps (ms) filled as the stream progresses. */
@@ -57,9 +61,15 @@ export class StreamInfo {
   firstDownstreamTxByteSent = 0;
   lastDownstreamTxByteSent = 0;
   /** Envoy's dynamic metadata `filter_metadata`: filter name → struct. */
-  readonly dynamicMetadata = new Map<string, Record<string, unknown>>();
+  get dynamicMetadata(): Map<string, Record<string, unknown>> {
+    return (this.#dynamicMetadata ??= new Map());
+  }
+  #dynamicMetadata: Map<string, Record<string, unknown>> | undefined;
   /** Envoy's filter state: shared by all filters of the stream, keyed by name. */
-  readonly filterState = new Map<string, unknown>();
+  get filterState(): Map<string, unknown> {
+    return (this.#filterState ??= new Map());
+  }
+  #filterState: Map<string, unknown> | undefined;
   /**
    * Envoy's shouldDrainConnectionUponCompletion (set by Lua drainConnectionUponCompletion()):
    * HTTP/1.1 answers with `Connection: close`, HTTP/2 sends GOAWAY after this stream.
@@ -79,7 +89,8 @@ export class StreamInfo {
 
   /** Envoy's %RESPONSE_FLAGS% rendering: comma-separated short codes, '-' when none. */
   responseFlagsString(): string {
-    return this.responseFlags.size === 0 ? '-' : [...this.responseFlags].join(',');
+    const f = this.#responseFlags;
+    return f === undefined || f.size === 0 ? '-' : [...f].join(',');
   }
 
   /** Milliseconds since the stream started. */

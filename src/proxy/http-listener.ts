@@ -373,6 +373,11 @@ class NodeCodec implements DownstreamCodec {
         else out[n] = [prev, values[i]!];
       }
       (res as http2.Http2ServerResponse).writeHead(status, out);
+      if (this.fm?.streamInfo.drainConnectionUponCompletion) {
+        // Envoy sends GOAWAY after this stream: the session finishes open streams, then closes.
+        const session = (res as http2.Http2ServerResponse).stream.session;
+        res.once('finish', () => session?.close());
+      }
     } else {
       const flat: string[] = [];
       for (let i = 0; i < names.length; i++) {
@@ -382,8 +387,11 @@ class NodeCodec implements DownstreamCodec {
       }
       const r = res as http.ServerResponse;
       // A response sent before the whole request arrived: close the connection after it (as Envoy).
+      const si = this.fm?.streamInfo;
       if (this.fm !== undefined && !this.fm.decoder.endReceived) r.shouldKeepAlive = false;
-      r.writeHead(status, flat);
+      if (si?.drainConnectionUponCompletion) r.shouldKeepAlive = false;
+      if (si?.http1ReasonPhrase !== undefined) r.writeHead(status, si.http1ReasonPhrase, flat);
+      else r.writeHead(status, flat);
     }
     if (endStream) this.#end();
   }
