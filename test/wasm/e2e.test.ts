@@ -180,3 +180,47 @@ test('worker threads: the module is compiled once and shared with the other work
     await wp.close();
   }
 });
+
+test('NETWORK plugin in the L4 chain: rewrites downstream data (buffer 2) and upstream data (buffer 3) through a real TCP proxy', { timeout: 60_000 }, async () => {
+  const net = await import('node:net');
+  const plugin = await buildWat(
+    watPlugin({
+      extra: `
+  (data (i32.const 5100) "[")
+  (data (i32.const 5101) "]")`,
+      bodies: {
+        // prepend "[" to client data, append "]" to data coming back
+        proxy_on_downstream_data: '(drop (call $setbuf (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 5100) (i32.const 1))) (i32.const 0)',
+        proxy_on_upstream_data: '(drop (call $setbuf (i32.const 3) (i32.const 0x7fffffff) (i32.const 0) (i32.const 5101) (i32.const 1))) (i32.const 0)',
+      },
+    }),
+  );
+  const set = loadExtensionObjects([ext('tcp-wrap', { url: await file('tcp.wasm', plugin), type: 'NETWORK', pluginConfig: { a: 1 } })]);
+  assert.deepEqual(set.issues, []);
+  const echo = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+  const echoPort = (echo.address() as import('node:net').AddressInfo).port;
+  after(() => new Promise<void>((r) => echo.close(() => r())));
+  const tcpProxy = await startProxy({
+    bootstrap: bootstrap({
+      listeners: [{ name: 'tcp', address: '127.0.0.1', port: 0, protocol: 'TCP', direction: 'gateway', cluster: 'echo-tcp', bufferLimitBytes: 1 << 20, statPrefix: 'tcp' }],
+      clusters: [cluster('echo-tcp', echoPort)],
+    }),
+    extensions: set.set,
+    admin: false,
+  });
+  try {
+    const sock = net.connect(tcpProxy.ports.tcp!, '127.0.0.1');
+    let got = '';
+    sock.on('data', (d) => (got += d.toString()));
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    sock.write('hello');
+    const deadline = Date.now() + 3000;
+    while (!got.endsWith(']') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(got, '[hello]');
+    sock.end();
+    await new Promise((r) => sock.once('close', r));
+  } finally {
+    await tcpProxy.close();
+  }
+});

@@ -64,6 +64,7 @@ export function watPlugin(o: WatPluginOptions = {}): string {
     '  (import "env" "proxy_close_stream" (func $close (param i32) (result i32)))',
     '  (import "env" "proxy_send_local_response" (func $reply (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))',
     '  (import "env" "proxy_get_header_map_value" (func $hget (param i32 i32 i32 i32 i32) (result i32)))',
+    '  (import "env" "proxy_set_buffer_bytes" (func $setbuf (param i32 i32 i32 i32 i32) (result i32)))',
     '  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))',
     `  (memory (export "memory") ${o.memory?.min ?? 1}${o.memory?.max !== undefined ? ` ${o.memory.max}` : ''})`,
     '  (global $heap (mut i32) (i32.const 8192))',
