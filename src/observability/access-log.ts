@@ -102,9 +102,40 @@ export function accessLogEntry(info: StreamInfo, facts: AccessLogFacts = {}): Ac
   };
 }
 
+/**
+ * Istio's default TEXT access-log line (meshConfig.accessLogEncoding: TEXT), field for field:
+ * `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE%
+ * %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS%
+ * "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION%
+ * %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%"
+ * "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER%
+ * %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS%
+ * %REQUESTED_SERVER_NAME% %ROUTE_NAME%`, with `-` for a missing value as Envoy prints it.
+ */
+export function formatTextLine(e: AccessLogEntry): string {
+  const v = (x: string | number | null): string => (x === null || x === '' ? '-' : clean(String(x)));
+  return (
+    `[${e.start_time}] "${v(e.method)} ${v(e.path)} ${e.protocol}" ${e.response_code} ${e.response_flags} ${v(e.response_code_details)} ` +
+    `${v(e.connection_termination_details)} "${v(e.upstream_transport_failure_reason)}" ${e.bytes_received} ${e.bytes_sent} ${e.duration} ` +
+    `${v(e.upstream_service_time)} "${v(e.x_forwarded_for)}" "${v(e.user_agent)}" "${v(e.request_id)}" "${v(e.authority)}" "${v(e.upstream_host)}" ` +
+    `${v(e.upstream_cluster)} ${v(e.upstream_local_address)} ${v(e.downstream_local_address)} ${v(e.downstream_remote_address)} ` +
+    `${v(e.requested_server_name)} ${v(e.route_name)}`
+  );
+}
+
+// Header values reach the text line verbatim; a CR/LF from a client must not forge a second line.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/g;
+function clean(s: string): string {
+  CONTROL.lastIndex = 0;
+  return CONTROL.test(s) ? s.replace(CONTROL, '_') : s;
+}
+
 export interface AccessLoggerOptions {
   /** 'stdout', 'stderr', or a file path (appended to; parent directories created). */
   target: string;
+  /** 'json' (default): one JSON object per line; 'text': Istio's default text format. */
+  encoding?: 'json' | 'text';
   /** Bytes collected before a write is issued (default 64 KiB). */
   bufferBytes?: number;
   /** Longest time a line waits in memory (default 1000 ms; 0 disables the timer). */
@@ -133,6 +164,7 @@ function cutAtLine(buf: Buffer, offset: number, limit: number): number {
 export class AccessLogger {
   readonly #fd: number;
   readonly #ownsFd: boolean;
+  readonly #text: boolean;
   readonly #bufferBytes: number;
   readonly #maxBufferBytes: number;
   /** Largest write() that stays whole when several writers share the target (see constructor). */
@@ -170,6 +202,7 @@ export class AccessLogger {
       /* unknown target: be conservative */
     }
     this.#atomicLimit = regularFile ? Infinity : PIPE_BUF;
+    this.#text = opts.encoding === 'text';
     this.#bufferBytes = opts.bufferBytes ?? 64 * 1024;
     this.#maxBufferBytes = opts.maxBufferBytes ?? 16 * 1024 * 1024;
     const every = opts.flushIntervalMs ?? 1000;
@@ -192,13 +225,17 @@ export class AccessLogger {
   /** Logs one completed stream. */
   log(info: StreamInfo, facts?: AccessLogFacts): void {
     if (this.#closed) return;
-    this.write(accessLogEntry(info, facts));
+    const entry = accessLogEntry(info, facts);
+    this.#push(this.#text ? formatTextLine(entry) + '\n' : JSON.stringify(entry) + '\n');
   }
 
-  /** Writes a prepared record. */
+  /** Writes a prepared record as one JSON line (whatever the encoding). */
   write(entry: AccessLogEntry | Record<string, unknown>): void {
     if (this.#closed) return;
-    const line = JSON.stringify(entry) + '\n';
+    this.#push(JSON.stringify(entry) + '\n');
+  }
+
+  #push(line: string): void {
     if (this.#pending + line.length > this.#maxBufferBytes) {
       this.#dropped++;
       return;

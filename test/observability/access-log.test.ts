@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { HeaderMap } from '../../src/filters/header-map.ts';
 import { ResponseFlag, StreamInfo } from '../../src/filters/stream-info.ts';
-import { accessLogEntry, AccessLogger, createAccessLogger } from '../../src/observability/access-log.ts';
+import { accessLogEntry, AccessLogger, createAccessLogger, formatTextLine } from '../../src/observability/access-log.ts';
 
 let dir: string;
 
@@ -92,6 +92,25 @@ describe('access log', { timeout: 20_000 }, () => {
     assert.equal(e.user_agent, null);
     assert.equal(e.route_name, null);
     assert.equal(e.connection_termination_details, 'closed by filter');
+  });
+
+  it('text encoding renders Istio\'s default format, - for missing, no forged lines', async () => {
+    const { info, req, resp } = completedStream();
+    const line = formatTextLine(accessLogEntry(info, { requestHeaders: req, responseHeaders: resp }));
+    assert.equal(
+      line,
+      `[${new Date(info.startTime).toISOString()}] "POST /api/v1?x=1 HTTP/2" 200 - via_upstream - "-" 12 345 12 7 ` +
+        `"192.0.2.1, 10.1.2.3" "curl/8.0" "req-1" "shop.example.com" "[::1]:9000" backend [::1]:40000 10.1.2.4:8080 10.1.2.3:51000 shop.example.com default-route`,
+    );
+    const evil = HeaderMap.fromPairs([[':method', 'GET'], [':path', '/'], ['user-agent', 'x\r\n[fake] "GET / HTTP/1.1" 200']]);
+    const l2 = formatTextLine(accessLogEntry(new StreamInfo(), { requestHeaders: evil }));
+    assert.doesNotMatch(l2, /[\r\n]/);
+    assert.match(l2, /"x__\[fake\]/);
+    const file = join(dir, 'text.log');
+    const log = new AccessLogger({ target: file, encoding: 'text', flushIntervalMs: 0 });
+    log.log(info, { requestHeaders: req });
+    await log.close();
+    assert.match(await readFile(file, 'utf8'), /^\[\S+\] "POST \/api\/v1\?x=1 HTTP\/2" 200 .* default-route\n$/);
   });
 
   it('writes JSON lines to a file, buffered, and flushes on close', async () => {
