@@ -129,11 +129,13 @@ async function main(): Promise<void> {
       // Latency runs use one fixed rate for every contender of a scenario family: half of meshext's
       // passthrough maximum (its cell runs first), so the percentiles compare like with like.
       const rates = new Map<string, number>();
+      // Full mode may spend up to 4 minutes in total waiting for other work on the machine to pause.
+      const quiet = { ms: quick ? 0 : 240_000 };
       for (const sc of list) {
         const family = sc.bodyBytes ? 'upload' : sc.protocol;
         for (const spec of sc.contenders) {
           log(`${sc.id}: ${spec.proxy}${spec.ext !== 'none' ? ` + ${spec.ext}` : ''}${spec.stack > 1 ? ` x${spec.stack}` : ''}`);
-          const cell: CellResult = await runCell(sc, spec, { ...report.settings, work: WORK, wasmPaths, upstream, log }, (done) => {
+          const cell: CellResult = await runCell(sc, spec, { ...report.settings, work: WORK, wasmPaths, upstream, log, quiet, quietMaxMs: quick ? 0 : 8000 }, (done) => {
             if (!rates.has(family) && sc.protocol === 'h1') {
               rates.set(family, Math.max(100, Math.round((done.rps * 0.5) / 100) * 100));
               log(`    fixed rate for the ${family} latency runs: ${rates.get(family)} req/s (half of this cell's maximum)`);

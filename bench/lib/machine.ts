@@ -95,3 +95,24 @@ export async function probeBusy(ms: number, pids: number[] = []): Promise<BusyRe
   await new Promise((r) => setTimeout(r, ms));
   return w.end();
 }
+
+/** Shared allowance for waiting on a quiet machine, so a busy machine cannot stretch the run. */
+export interface QuietBudget {
+  ms: number;
+}
+
+/**
+ * Waits (up to maxMs, within the budget) until a 300 ms window shows no more foreign CPU than the
+ * threshold. Returns whether the machine was quiet when it stopped waiting.
+ */
+export async function waitQuiet(pids: number[], budget: QuietBudget, maxMs: number): Promise<boolean> {
+  if (maxMs <= 0 || budget.ms <= 0) return false;
+  const t0 = Date.now();
+  const deadline = t0 + Math.min(maxMs, Math.max(0, budget.ms));
+  let quiet = false;
+  do {
+    quiet = !isBusy(await probeBusy(300, pids));
+  } while (!quiet && Date.now() < deadline);
+  budget.ms -= Date.now() - t0;
+  return quiet;
+}

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { CORES, label, meshextLog, startContender, type ContenderSpec, type Running } from './contenders.ts';
 import { runH2load, runWrk, type WrkResult } from './load.ts';
-import { BusyWindow, isBusy, type BusyReport } from './machine.ts';
+import { BusyWindow, isBusy, waitQuiet, type BusyReport, type QuietBudget } from './machine.ts';
 import { CLK_TCK, sleep, treeRssKiB, treeTicks, type Started } from './proc.ts';
 import { median, spread } from './stats.ts';
 
@@ -68,6 +68,10 @@ export interface MacroOptions {
   latencySeconds: number;
   upstream: Started;
   log: (line: string) => void;
+  /** Time the bench may spend waiting for a quiet machine before runs (shared by all cells). */
+  quiet: QuietBudget;
+  /** Longest wait before one run. */
+  quietMaxMs: number;
 }
 
 const HEADERS = { 'x-number': '7' };
@@ -160,6 +164,7 @@ export async function runCell(sc: Scenario, spec: ContenderSpec, o: MacroOptions
     let extra = 0;
     for (let i = 0; i < o.runs + extra; i++) {
       await sleep(200);
+      await waitQuiet(pids, o.quiet, o.quietMaxMs);
       const t0 = r.proc ? treeTicks(r.proc.pid) : 0;
       const w = new BusyWindow(pids);
       const res = await loadOnce(sc, r, o.runSeconds, tag, o.work);
@@ -197,6 +202,7 @@ export async function runCell(sc: Scenario, spec: ContenderSpec, o: MacroOptions
     const rate = cell.status === 'ok' ? rateFor(cell) : undefined;
     if (rate !== undefined && sc.protocol === 'h1') {
       await sleep(200);
+      await waitQuiet(pids, o.quiet, o.quietMaxMs);
       const w = new BusyWindow(pids);
       const lat = await loadOnce(sc, r, o.latencySeconds, `${tag}-lat`, o.work, rate);
       const busy = w.end();

@@ -15,6 +15,8 @@ interface CpuProfileNode {
   children?: number[];
 }
 interface CpuProfile {
+  startTime: number;
+  endTime: number;
   nodes: CpuProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -54,6 +56,7 @@ function category(url: string, fn: string): string {
   if (fn === '(garbage collector)') return 'GC';
   if (fn === '(program)') return 'V8/native (program)';
   if (!url) return 'native/VM';
+  if (url.startsWith('wasm://')) return 'wasm code (in passthrough: undici\'s llhttp parser)';
   if (url.startsWith('node:')) return url.startsWith('node:internal/deps/undici') ? 'undici (bundled)' : `node core (${url.split('/').slice(0, 3).join('/').replace('node:internal/', '')})`;
   if (url.includes('node_modules/undici')) return 'undici (npm)';
   if (url.includes('node_modules/')) return `npm: ${url.split('node_modules/')[1]!.split('/')[0]}`;
@@ -61,14 +64,29 @@ function category(url: string, fn: string): string {
   return f.startsWith('src/') ? `meshext ${f.split('/').slice(0, 2).join('/')}` : f;
 }
 
+/**
+ * A time window relative to the end of the profile (ms, negative = before the end): only samples
+ * inside it count, so module loading and VM compilation at startup stay out of the request path.
+ */
+export interface Window {
+  fromMs: number;
+  toMs: number;
+}
+
 /** Self time (µs) per node of one profile, with idle excluded. */
-function selfTimes(p: CpuProfile): { byNode: Map<number, number>; busyUs: number } {
+function selfTimes(p: CpuProfile, w: Window | undefined): { byNode: Map<number, number>; busyUs: number } {
   const byNode = new Map<number, number>();
   let busyUs = 0;
   const idle = new Set(p.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
+  let t = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
     const id = p.samples[i]!;
+    t += p.timeDeltas[i] ?? 0;
     const dt = p.timeDeltas[i + 1] ?? p.timeDeltas[i] ?? 0;
+    if (w) {
+      const rel = (t - p.endTime) / 1000;
+      if (rel < w.fromMs || rel > w.toMs) continue;
+    }
     if (idle.has(id)) continue;
     byNode.set(id, (byNode.get(id) ?? 0) + dt);
     busyUs += dt;
@@ -89,7 +107,7 @@ function top(m: Map<string, number>, total: number, n: number, split = false): H
     });
 }
 
-export function foldProfiles(files: string[]): Omit<ProfileResult, 'status' | 'rps'> {
+export function foldProfiles(files: string[], w?: Window): Omit<ProfileResult, 'status' | 'rps'> {
   const fnTime = new Map<string, number>();
   const fileTime = new Map<string, number>();
   const catTime = new Map<string, number>();
@@ -97,7 +115,7 @@ export function foldProfiles(files: string[]): Omit<ProfileResult, 'status' | 'r
   let total = 0;
   for (const f of files) {
     const p = JSON.parse(readFileSync(f, 'utf8')) as CpuProfile;
-    const { byNode, busyUs } = selfTimes(p);
+    const { byNode, busyUs } = selfTimes(p, w);
     threads.push([f.split('/').pop()!, busyUs / 1000]);
     total += busyUs;
     const nodes = new Map(p.nodes.map((n) => [n.id, n]));
@@ -123,6 +141,8 @@ export async function runProfile(work: string, upstream: Started, seconds: numbe
   mkdirSync(dir, { recursive: true });
   let r: Running | undefined;
   let rps = NaN;
+  let loadStart = 0;
+  let loadEnd = 0;
   try {
     r = await startMeshext({ proxy: 'meshext', ext: 'none', stack: 1 }, work, {
       port: PORTS.profile,
@@ -133,7 +153,9 @@ export async function runProfile(work: string, upstream: Started, seconds: numbe
       nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '250'],
     });
     await runWrk({ url: `http://127.0.0.1:${PORTS.profile}/`, connections: 50, seconds: 1, cpus: CORES.load, workDir: work, tag: 'profile-warm' });
+    loadStart = Date.now();
     const res = await runWrk({ url: `http://127.0.0.1:${PORTS.profile}/`, connections: 50, seconds, cpus: CORES.load, workDir: work, tag: 'profile' });
+    loadEnd = Date.now();
     rps = res.rps;
   } catch (e) {
     await r?.stop();
@@ -141,9 +163,11 @@ export async function runProfile(work: string, upstream: Started, seconds: numbe
   }
   // SIGINT: meshext drains and exits normally, which is when V8 writes the profiles.
   await r.stop();
+  const exitAt = Date.now();
   await sleep(500);
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(dir, f));
   if (files.length === 0) return { status: 'failed', note: 'no .cpuprofile written (did the proxy exit normally?)', rps, threads: [], topFunctions: [], topFiles: [], categories: [] };
   log(`profile: ${files.length} thread profile(s), ${Math.round(rps)} req/s during profiling`);
-  return { status: 'ok', rps, ...foldProfiles(files) };
+  // Each profile ends when the process exits: keep the measured wrk run, trimmed by 100 ms a side.
+  return { status: 'ok', rps, ...foldProfiles(files, { fromMs: loadStart - exitAt + 100, toMs: loadEnd - exitAt - 100 }) };
 }

@@ -1,8 +1,17 @@
+/**
+ * bench/results/results.md: the machine, the method, the targets of issue 6 with measured figures,
+ * and one table per section. Every figure sits beside a ratio against a peer measured in the same
+ * run (nginx, HAProxy, meshext's own passthrough or no-extension baseline); the Envoy memory
+ * figures are published ones and say so.
+ */
+import { label } from './contenders.ts';
 import type { CellResult } from './macro.ts';
-import type { BusyReport, MachineInfo } from './machine.ts';
-import type { MemoryPoint } from './memory.ts';
+import { BUSY_THRESHOLD_CORES, type BusyReport, type MachineInfo } from './machine.ts';
+import { ENVOY_PUBLISHED, type MemoryPoint, type MemVariant } from './memory.ts';
 import type { MicroResult } from './micro-runner.ts';
 import type { ProfileResult } from './profile.ts';
+import { fmt1, fmt2, fmtInt, fmtUs, pct } from './stats.ts';
+
 export interface Report {
   quick: boolean;
   date: string;
@@ -17,6 +26,235 @@ export interface Report {
   settings: { warmSeconds: number; runSeconds: number; runs: number; latencySeconds: number; maxExtraRuns: number };
   durationSeconds: number;
 }
-export function renderReport(r: Report, _plots: string[]): string {
-  return JSON.stringify(r.cells.map((c) => [c.label, c.rps, c.cpuUsPerReq]));
+
+const ok = (c: CellResult | undefined): c is CellResult => c !== undefined && c.status === 'ok';
+const statusText = (c: CellResult | undefined): string => (c === undefined ? 'not run' : c.status === 'unavailable' ? `not available yet: ${c.note ?? ''}` : `${c.status}: ${c.note ?? ''}`);
+
+function find(r: Report, scenario: string, proxy: string, ext = 'none', stack = 1): CellResult | undefined {
+  return r.cells.find((c) => c.scenario === scenario && c.spec.proxy === proxy && c.spec.ext === ext && c.spec.stack === stack);
+}
+
+/** The cell a contender's extension cost is measured against: same proxy, no extension, same load. */
+function ownBaseline(r: Report, c: CellResult): CellResult | undefined {
+  if (c.spec.ext === 'none') return undefined;
+  const sc = r.scenarios.find((s) => s.id === c.scenario);
+  const base = sc?.bodyBytes ? c.scenario : sc?.protocol === 'h2' ? c.scenario : 'passthrough';
+  return find(r, base, c.spec.proxy);
+}
+
+/** The nginx peer of a cell: nginx in the same scenario with the same kind of extension, else nginx passthrough. */
+function nginxPeer(r: Report, c: CellResult): CellResult | undefined {
+  const kind = c.spec.ext === 'none' ? 'none' : c.spec.ext.replace('wasm', 'lua');
+  return find(r, c.scenario, 'nginx', kind, c.spec.stack) ?? find(r, c.scenario, 'nginx') ?? find(r, 'passthrough', 'nginx');
+}
+
+const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : 'n/a');
+const yes = (b: boolean | undefined) => (b === undefined ? '—' : b ? '**met**' : '**missed**');
+
+function memAt(r: Report, c: number, v: MemVariant): number {
+  const p = r.memory.find((m) => m.concurrency === c && m.variant === v);
+  return p && p.status === 'ok' ? p.rssMiB : NaN;
+}
+
+/** Least-squares slope of RSS over workers: MiB per extra worker. */
+function perWorker(r: Report, v: MemVariant): number {
+  const pts = r.memory.filter((m) => m.variant === v && m.status === 'ok');
+  if (pts.length < 2) return NaN;
+  const n = pts.length;
+  const mx = pts.reduce((a, p) => a + p.concurrency, 0) / n;
+  const my = pts.reduce((a, p) => a + p.rssMiB, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const p of pts) {
+    num += (p.concurrency - mx) * (p.rssMiB - my);
+    den += (p.concurrency - mx) ** 2;
+  }
+  return den ? num / den : NaN;
+}
+
+function targets(r: Report): string[] {
+  const L: string[] = [];
+  const mx = find(r, 'passthrough', 'meshext');
+  const ng = find(r, 'passthrough', 'nginx');
+  const hp = find(r, 'passthrough', 'haproxy');
+  const cost = (c: CellResult | undefined, base: CellResult | undefined) => (ok(c) && ok(base) ? 1 - c.rps / base.rps : NaN);
+  const row = (t: string, measured: string, met: boolean | undefined) => L.push(`| ${t} | ${measured} | ${yes(met)} |`);
+  L.push('| target (issue 6) | measured in this run | |', '|---|---|---|');
+  if (ok(mx) && ok(ng)) {
+    const cpuRatio = mx.cpuUsPerReq / ng.cpuUsPerReq;
+    row('passthrough: meshext proxy CPU per request ≤ 2x nginx', `${fmt1(mx.cpuUsPerReq)} µs vs nginx ${fmt1(ng.cpuUsPerReq)} µs = **${cpuRatio.toFixed(2)}x**`, cpuRatio <= 2);
+    const rpsRatio = mx.rps / ng.rps;
+    row('passthrough: meshext req/s ≥ 0.5x nginx', `${fmtInt(mx.rps)} vs ${fmtInt(ng.rps)} req/s = **${rpsRatio.toFixed(2)}x** (nginx proxy core ${pct(ng.proxyCore)}, meshext ${pct(mx.proxyCore)})`, rpsRatio >= 0.5);
+  } else row('passthrough vs nginx', 'n/a (a cell failed)', undefined);
+  for (const [name, ext] of [['Lua', 'lua-parity'], ['Wasm', 'wasm-parity']] as const) {
+    const c = find(r, `${ext === 'lua-parity' ? 'lua' : 'wasm'}-parity`, 'meshext', ext);
+    const k = cost(c, mx);
+    row(`${name} parity costs ≤ 10% of meshext passthrough req/s`, ok(c) ? `${fmtInt(c.rps)} req/s: **${pct(k)}** (+${fmt1(c.cpuUsPerReq - (mx?.cpuUsPerReq ?? NaN))} µs/req)` : `n/a (${statusText(c)})`, ok(c) ? k <= 0.1 : undefined);
+  }
+  for (const ext of ['lua-parity', 'wasm-parity'] as const) {
+    const c = find(r, 'stack-16', 'meshext', ext, 16);
+    const k = cost(c, mx);
+    row(`16 stacked ${ext === 'lua-parity' ? 'Lua' : 'Wasm'} extensions cost ≤ 50%`, ok(c) ? `${fmtInt(c.rps)} req/s: **${pct(k)}** (+${fmt1(c.cpuUsPerReq - (mx?.cpuUsPerReq ?? NaN))} µs/req)` : `n/a (${statusText(c)})`, ok(c) ? k <= 0.5 : undefined);
+  }
+  const ngl = find(r, 'lua-parity', 'nginx', 'lua-parity');
+  const hpl = find(r, 'lua-parity', 'haproxy', 'lua-parity');
+  L.push(`| (peers, same run) nginx + Lua parity cost / HAProxy + Lua parity cost | ${pct(cost(ngl, ng))} / ${pct(cost(hpl, hp))} (issue's reference machine: 21% / 35%) | |`);
+  if (r.memory.length) {
+    const cs = [...new Set(r.memory.map((m) => m.concurrency))].sort((a, b) => a - b);
+    const maxC = cs[cs.length - 1]!;
+    const w = memAt(r, maxC, 'wasm');
+    const none = memAt(r, maxC, 'none');
+    const envoyLua = ENVOY_PUBLISHED[maxC]?.lua ?? NaN;
+    row(`memory: Wasm coin flip at concurrency ${maxC} < Envoy's published Lua figure + our no-extension baseline`, `${fmt1(w)} MiB vs ${fmt2(envoyLua)} + ${fmt1(none)} = ${fmt1(envoyLua + none)} MiB`, Number.isFinite(w) && Number.isFinite(none) ? w < envoyLua + none : undefined);
+    const ratios = cs.map((c) => memAt(r, c, 'wasm') / memAt(r, c, 'lua'));
+    const allOk = ratios.every((x) => Number.isFinite(x));
+    row('memory: Wasm/Lua RSS ≤ 1.3 at every concurrency (Envoy: 6x–11x)', ratios.map((x, i) => `c${cs[i]}: ${fmt2(x)}`).join(', '), allOk ? ratios.every((x) => x <= 1.3) : undefined);
+    const base = perWorker(r, 'none');
+    const wl = perWorker(r, 'wasm') - base;
+    const ll = perWorker(r, 'lua') - base;
+    row('memory: each extra worker ≤ 2 MiB with Wasm over the same worker without extensions', `${fmt2(wl)} MiB/worker (slope ${fmt2(perWorker(r, 'wasm'))} − ${fmt2(base)})`, Number.isFinite(wl) ? wl <= 2 : undefined);
+    row('memory: each extra worker ≤ 0.5 MiB with Lua over the same worker without extensions', `${fmt2(ll)} MiB/worker (slope ${fmt2(perWorker(r, 'lua'))} − ${fmt2(base)})`, Number.isFinite(ll) ? ll <= 0.5 : undefined);
+  }
+  return L;
+}
+
+function cellTable(r: Report, cells: CellResult[], h2: boolean): string[] {
+  const L = [
+    `| contender | req/s (median) | spread | vs nginx | proxy CPU µs/req | spread | vs nginx | proxy core busy | cost vs own passthrough | RSS MiB | runs (busy) |${h2 ? ' mean latency |' : ''}`,
+    `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${h2 ? '---:|' : ''}`,
+  ];
+  for (const c of cells) {
+    if (c.status !== 'ok') {
+      L.push(`| ${label(c.spec)} | ${c.status === 'unavailable' ? '*not available yet*' : '*failed*'} | | | | | | | | | | ${h2 ? ' |' : ''}`);
+      continue;
+    }
+    const peer = nginxPeer(r, c);
+    const base = ownBaseline(r, c);
+    const costStr = ok(base) ? `${pct(1 - c.rps / base.rps)} req/s, +${fmt1(c.cpuUsPerReq - base.cpuUsPerReq)} µs` : '';
+    const peerOk = ok(peer) && peer !== c;
+    L.push(
+      `| ${label(c.spec)} | ${fmtInt(c.rps)} | ±${pct(c.rpsSpread / 2)} | ${peerOk ? ratio(c.rps, peer.rps) : '—'} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.cpuUsPerReq)} | ${c.spec.proxy === 'direct' ? '' : `±${pct(c.cpuSpread / 2)}`} | ${peerOk && c.spec.proxy !== 'direct' ? ratio(c.cpuUsPerReq, peer.cpuUsPerReq) : '—'} | ${c.spec.proxy === 'direct' ? '—' : pct(c.proxyCore)} | ${costStr} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.rssMiB)} | ${c.runs.length} (${c.busyRuns}) |${h2 ? ` ${fmtUs(c.h2MeanUs ?? NaN)} |` : ''}`,
+    );
+  }
+  const notes = cells.filter((c) => c.status !== 'ok' && c.note).map((c) => `- ${label(c.spec)}: ${c.note}`);
+  if (notes.length) L.push('', ...notes);
+  return L;
+}
+
+export function renderReport(r: Report, plots: string[]): string {
+  const m = r.machine;
+  const s = r.settings;
+  const L: string[] = [];
+  L.push(
+    '# meshext benchmark results',
+    '',
+    `Generated by \`npm run bench\` (bench/run.ts${r.quick ? ' --quick' : ''}) on ${r.date.slice(0, 16).replace('T', ' ')} UTC in ${Math.round(r.durationSeconds / 60)} min. Do not edit by hand: re-run the bench.`,
+    '',
+    '## Machine and method',
+    '',
+    `- **Machine:** \`nproc\` = ${m.nproc}, ${m.model}, Linux ${m.kernel}, ${m.memGiB} GiB RAM; Node ${m.node} for meshext.`,
+    `- **Peers and tools:** ${Object.entries(r.tools).map(([k, v]) => `${k} ${v.replace(/^(nginx\/|HAProxy version |wrk |h2load )/, '')}`).join('; ')}.`,
+    '- **Layout:** wrk/h2load and the upstream (nginx `return 200` with a 30-byte body, one worker) share core 0; the proxy under test runs alone on core 1 (`taskset`), the same for every contender; one worker/thread each (meshext `--concurrency 1`). All traffic on 127.0.0.1.',
+    `- **Runs:** per cell, a ${s.warmSeconds} s warm-up, then ${s.runs} runs of ${s.runSeconds} s (HTTP/1.1: wrk, 1 thread, 50 keep-alive connections; HTTP/2: h2load 10 connections x 10 streams). Tables give the median and the spread (± half the max–min range over the median).`,
+    `- **Proxy CPU per request:** utime+stime of the proxy's process tree from /proc/<pid>/stat over each run, divided by the requests served. It is the fairest figure where the load core saturates before the proxy core ("proxy core busy" shows how loaded core 1 was).`,
+    `- **Busy machine:** this is a shared development machine. Each run records the CPU used by processes outside the measurement (all CPU minus the proxy, the upstream, the load generator and the bench). A run with more than ${BUSY_THRESHOLD_CORES} cores of such foreign CPU (or any steal) is flagged; the bench waits briefly for a quiet machine before each run, re-runs flagged cells up to ${s.maxExtraRuns} times, and computes the median over unflagged runs when at least two exist. "runs (busy)" counts them. Before this run: ${r.idleBefore.foreignCores.toFixed(2)} cores foreign, load average ${r.idleBefore.loadavg1}.`,
+    `- **Latency at a fixed rate:** wrk2 (constant-rate wrk) is not packaged in Debian, so the bench paces wrk with its Lua \`delay()\` hook (per-connection random whole-ms delays whose mean gives the target rate). The rate is the same for every contender: half of meshext's passthrough maximum measured at the start of the run. This pacing is not coordinated-omission-corrected like wrk2: the percentiles are service latencies at that offered rate. p99/p99.9 on a shared machine are noisy: reported, not gated on.`,
+    '- **Extensions:** the same logic everywhere. Parity = Istio\'s Lua example (x-number → dynamic metadata → x-parity response header); nginx runs it in `access_by_lua_block` + `header_filter_by_lua_block`, HAProxy as `http-request`/`http-response` Lua actions, meshext as a TrafficExtension (Lua inlineCode, or the AssemblyScript plugin in bench/plugins/parity.as). N stacked = N TrafficExtensions (meshext), N action pairs (HAProxy), N repetitions inside the one handler nginx allows per phase. Every cell first sends a check request and must see `x-parity: odd` (or `x-body-bytes`), else the cell is reported as failed / not available.',
+    '',
+  );
+  L.push('## Targets', '', ...targets(r), '');
+  for (const p of plots) L.push(`![${p}](${p})`, '');
+  const byScenario = new Map<string, CellResult[]>();
+  for (const c of r.cells) byScenario.set(c.scenario, [...(byScenario.get(c.scenario) ?? []), c]);
+  if (r.cells.length) {
+    L.push('## Throughput and CPU per request', '', '"vs nginx" compares with nginx running the same kind of logic in the same scenario (nginx passthrough for passthrough rows, nginx + Lua for extension rows); "cost vs own passthrough" compares each extension row with the same proxy without extensions.', '');
+    for (const sc of r.scenarios) {
+      const cells = byScenario.get(sc.id);
+      if (!cells) continue;
+      L.push(`### ${sc.title}${sc.bodyBytes ? ` (POST ${sc.bodyBytes} bytes, ${sc.connections} connections)` : ''}`, '', ...cellTable(r, cells, sc.protocol === 'h2'), '');
+    }
+    const lat = r.cells.filter((c) => c.latency);
+    if (lat.length) {
+      L.push('## Latency at a fixed moderate rate', '', '| scenario | contender | offered req/s | achieved | p50 | p99 | p99.9 | p50 vs nginx | busy |', '|---|---|---:|---:|---:|---:|---:|---:|---|');
+      for (const c of lat) {
+        const l = c.latency!;
+        const peer = nginxPeer(r, c);
+        const pl = peer?.latency;
+        L.push(`| ${c.scenario} | ${label(c.spec)} | ${fmtInt(l.rate)} | ${fmtInt(l.achieved)} | ${fmtUs(l.p50us)} | ${fmtUs(l.p99us)} | ${fmtUs(l.p999us)} | ${pl && peer !== c ? ratio(l.p50us, pl.p50us) : '—'} | ${l.flagged ? 'busy' : ''} |`);
+      }
+      L.push('');
+    }
+  }
+  if (r.memory.length) {
+    const cs = [...new Set(r.memory.map((p) => p.concurrency))].sort((a, b) => a - b);
+    L.push(
+      '## Memory: the coin-flip filter by concurrency',
+      '',
+      'The Lua-vs-Wasm study that Istio\'s docs cite (liamawhite/lua-vs-wasm-envoy): a filter that concatenates all request headers as `k:v;`, hashes them with `h = h*31 + byte` and replies 200 or 500 locally; light sequential load (one request at a time, a new connection each so every worker serves some); process RSS of meshext (VmRSS, all threads) after the load. The Envoy columns are the published figures (docker stats of the Envoy container, Envoy 1.33, Go-compiled Wasm on V8), not measured here; the ratios in the last columns are within each proxy.',
+      '',
+      '| --concurrency | meshext, no extension | meshext + Lua | meshext + Wasm | meshext Wasm/Lua | Lua over none | Wasm over none | Envoy Lua (published) | Envoy Wasm (published) | Envoy Wasm/Lua |',
+      '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const c of cs) {
+      const n = memAt(r, c, 'none');
+      const l = memAt(r, c, 'lua');
+      const w = memAt(r, c, 'wasm');
+      const e = ENVOY_PUBLISHED[c];
+      L.push(`| ${c} | ${fmt1(n)} MiB | ${fmt1(l)} MiB | ${fmt1(w)} MiB | ${fmt2(w / l)} | +${fmt1(l - n)} | +${fmt1(w - n)} | ${e ? fmt2(e.lua) : '—'} | ${e ? fmt1(e.wasm) : '—'} | ${e ? fmt1(e.wasm / e.lua) : '—'} |`);
+    }
+    const base = perWorker(r, 'none');
+    L.push(
+      '',
+      '| per extra worker (least-squares slope of RSS over --concurrency) | MiB/worker | over no extension |',
+      '|---|---:|---:|',
+      `| meshext, no extension | ${fmt2(base)} | — |`,
+      `| meshext + Lua | ${fmt2(perWorker(r, 'lua'))} | ${fmt2(perWorker(r, 'lua') - base)} |`,
+      `| meshext + Wasm | ${fmt2(perWorker(r, 'wasm'))} | ${fmt2(perWorker(r, 'wasm') - base)} |`,
+      `| Envoy + Lua (published, 1→16) | ${fmt2((ENVOY_PUBLISHED[16]!.lua - ENVOY_PUBLISHED[1]!.lua) / 15)} | |`,
+      `| Envoy + Wasm (published, 1→16) | ${fmt2((ENVOY_PUBLISHED[16]!.wasm - ENVOY_PUBLISHED[1]!.wasm) / 15)} | |`,
+      '',
+    );
+    const bad = r.memory.filter((p) => p.status !== 'ok');
+    if (bad.length) L.push(...bad.map((p) => `- concurrency ${p.concurrency}, ${p.variant}: ${p.status === 'unavailable' ? 'not available yet' : 'failed'} (${p.note})`), '');
+    L.push(`Responses seen (200 heads / 500 tails): ${r.memory.filter((p) => p.variant !== 'none').map((p) => `${p.variant}@${p.concurrency} ${p.heads}/${p.tails}`).join(', ')}.`, '');
+  }
+  if (r.micro) {
+    L.push('## Micro-benchmarks (tinybench, pinned to core 1)', '');
+    if (r.micro.status !== 'ok') L.push(`Failed: ${r.micro.note}`, '');
+    else {
+      L.push('| group | operation | time per op | ± | ops/s | vs first row of the group |', '|---|---|---:|---:|---:|---:|');
+      const first = new Map<string, number>();
+      for (const row of r.micro.rows) {
+        if (!first.has(row.group) && Number.isFinite(row.ns)) first.set(row.group, row.ns);
+        const f = first.get(row.group);
+        const t = Number.isFinite(row.ns) ? (row.ns >= 1000 ? `${(row.ns / 1000).toFixed(2)} µs` : `${row.ns.toFixed(0)} ns`) : `n/a${row.note ? ` (${row.note})` : ''}`;
+        L.push(`| ${row.group} | ${row.name} | ${t} | ${Number.isFinite(row.rme) ? `${row.rme.toFixed(1)}%` : ''} | ${Number.isFinite(row.opsPerSec) ? fmtInt(row.opsPerSec) : ''} | ${f && Number.isFinite(row.ns) ? `${(row.ns / f).toFixed(2)}x` : ''} |`);
+      }
+      L.push('');
+    }
+  }
+  if (r.profile) {
+    const p = r.profile;
+    L.push('## Hot spots: CPU profile of meshext passthrough', '');
+    if (p.status !== 'ok') L.push(`Failed: ${p.note}`, '');
+    else {
+      L.push(
+        `\`node --cpu-prof --cpu-prof-interval 250\` on the proxy (core 1) during a wrk passthrough run (${fmtInt(p.rps)} req/s under the profiler). Self time, idle excluded, all threads (${p.threads.map(([t, ms]) => `${t.replace(/^CPU\.\d+\.\d+\./, '').replace('.cpuprofile', '')}: ${fmtInt(ms)} ms`).join(', ')}).`,
+        '',
+        '| by area | self time |',
+        '|---|---:|',
+        ...p.categories.map((h) => `| ${h.fn} | ${h.selfPct.toFixed(1)}% |`),
+        '',
+        '| top functions | where | self time |',
+        '|---|---|---:|',
+        ...p.topFunctions.map((h) => `| \`${h.fn}\` | ${h.where} | ${h.selfPct.toFixed(1)}% |`),
+        '',
+        '| by file | self time |',
+        '|---|---:|',
+        ...p.topFiles.map((h) => `| ${h.fn} | ${h.selfPct.toFixed(1)}% |`),
+        '',
+      );
+    }
+  }
+  return L.join('\n') + '\n';
 }
