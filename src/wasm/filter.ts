@@ -144,6 +144,28 @@ export class WasmHttpFilter implements HttpFilter, StreamHost {
     }
   }
 
+  vmFailed(): void {
+    if (this.#destroyed || this.#bypass || this.#inCb !== 0) return;
+    if (!this.#stoppedReq && !this.#stoppedResp) {
+      // Not waiting on the plugin: later callbacks see VM_FAILED and apply the strategy then.
+      return;
+    }
+    this.#bypass = true;
+    if (this.#policy.failOpen) {
+      if (this.#stoppedReq) {
+        this.#stoppedReq = false;
+        this.#cb.continueDecoding();
+      }
+      if (this.#stoppedResp) {
+        this.#stoppedResp = false;
+        this.#cb.continueEncoding();
+      }
+      return;
+    }
+    this.#stoppedReq = this.#stoppedResp = false;
+    this.#cb.sendLocalReply(503, '', { details: 'wasm_fail_stream', grpcStatus: 14 });
+  }
+
   /** Local reply or close, if requested. Returns true when one was applied. */
   #applyTerminal(): boolean {
     const local = this.#local;
@@ -387,6 +409,13 @@ export class WasmNetworkFilter implements NetworkFilter, StreamHost {
   afterVmCall(): void {
     if (this.#inCb) return;
     this.#apply();
+  }
+  vmFailed(): void {
+    if (this.#done || this.#bypass || this.#inCb || !this.#stopped) return;
+    this.#bypass = true;
+    this.#stopped = false;
+    if (this.#policy.failOpen) this.#cb.continueReading();
+    else this.#cb.close(true, 'wasm_fail_stream');
   }
   #apply(): boolean {
     if (this.#close) {

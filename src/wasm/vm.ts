@@ -60,6 +60,8 @@ export interface StreamHost {
   sendLocalResponse(status: number, details: string, body: Uint8Array, headers: Array<[string, string]>, grpcStatus: number): number;
   /** Applies deferred actions; called when the outermost VM call returned. */
   afterVmCall(): void;
+  /** The VM failed outside this stream's own callback (e.g. in on_tick): unblock or fail it. */
+  vmFailed(): void;
   /** The stream was failed/closed by the VM going away. */
   readonly connectionId: number;
 }
@@ -521,6 +523,9 @@ export class WasmVm {
     wasmLog.error({ plugin: this.logName, function: fnName, kind }, `Function: ${fnName} failed: ${message}`);
     for (const ctx of this.contexts.values()) {
       if (ctx instanceof RootContext) this.#stopRoot(ctx);
+      // Streams waiting on this VM (paused for a callout or a timer) would hang: let each apply
+      // its failStrategy, on a microtask so no chain code runs inside this catch.
+      else if (ctx instanceof StreamContext) queueMicrotask(() => ctx.host.vmFailed());
     }
     for (const l of this.#failureListeners) {
       try {

@@ -149,3 +149,21 @@ test('hostile plugins: stack overflow, out-of-bounds load, proc_exit(2), trap in
   const healthy = await load({});
   assert.ok((await exchange(factory(healthy))).upstream, 'the host keeps serving');
 });
+
+test('a stream paused on the plugin is released when the VM fails elsewhere (trap in on_tick): 503 or, with FAIL_OPEN, continue', async () => {
+  const o: WatPluginOptions = {
+    bodies: {
+      proxy_on_request_headers: '(drop (call $tick (i32.const 10))) (i32.const 1)',
+      proxy_on_tick: '(unreachable)',
+    },
+  };
+  const closed = await load(o);
+  const ex = await exchange(factory(closed));
+  assert.equal(ex.upstream, undefined);
+  assert.equal(ex.local?.status, 503);
+  assert.equal(ex.local?.options?.details, 'wasm_fail_stream');
+  const open = await load(o, { failStrategy: 'FAIL_OPEN' });
+  const ex2 = await exchange(factory(open));
+  assert.ok(ex2.upstream, 'continued without the plugin');
+  assert.equal(ex2.local, undefined);
+});
