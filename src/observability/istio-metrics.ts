@@ -47,8 +47,13 @@ export interface IstioRequestFacts {
    * without its port.
    */
   destinationService?: string;
-  /** The peer: the upstream workload for reporter=source, the downstream one for reporter=destination. */
+  /**
+   * The peer: the upstream workload for reporter=source, the downstream one for
+   * reporter=destination and reporter=waypoint.
+   */
   peer?: PeerInfo;
+  /** Waypoint proxies only: the destination workload (a waypoint sits between two peers). */
+  upstreamPeer?: PeerInfo;
   /** This proxy's own principal (SPIFFE id), when it has one. */
   localPrincipal?: string;
   /** Header sizes, when the caller already knows them (otherwise computed from names/values). */
@@ -59,6 +64,7 @@ export interface IstioRequestFacts {
 export interface IstioTcpFacts {
   destinationService?: string;
   peer?: PeerInfo;
+  upstreamPeer?: PeerInfo;
   localPrincipal?: string;
 }
 
@@ -93,6 +99,8 @@ export const ISTIO_REQUEST_LABELS = [
 const UNKNOWN = 'unknown';
 
 /** gateway and sidecar_outbound proxies sit on the client side of a call; sidecar_inbound on the server side. */
+export type Reporter = 'source' | 'destination' | 'waypoint';
+
 export function reporterFor(direction: TrafficDirection | string): 'source' | 'destination' {
   return direction === 'sidecar_inbound' ? 'destination' : 'source';
 }
@@ -217,6 +225,8 @@ export class IstioMetrics {
   readonly #store: StatsStore;
   readonly #identity: ProxyIdentity;
   readonly #maxSeries: number;
+  /** Ambient waypoint proxies report as reporter="waypoint" whatever the listener direction. */
+  readonly #waypoint: boolean;
   readonly #httpFast: (HttpContext | undefined)[] = [];
   readonly #httpSlow = new Map<string, HttpContext>();
   #httpSeries = 0;
@@ -230,6 +240,7 @@ export class IstioMetrics {
     this.#store = store;
     this.#identity = identity;
     this.#maxSeries = opts.maxSeries ?? 10_000;
+    this.#waypoint = identity.waypoint === true;
   }
 
   /** Number of distinct HTTP + TCP label sets created so far. */
@@ -270,18 +281,27 @@ export class IstioMetrics {
   }
 
   #labels(
-    reporter: 'source' | 'destination',
+    reporter: Reporter,
     service: string,
     peer: PeerInfo | undefined,
+    upstreamPeer: PeerInfo | undefined,
     localPrincipal: string | undefined,
     protocol: string,
     policy: string,
     flags: string,
   ): Record<string, string> {
-    const me = this.#selfWorkload(localPrincipal);
-    const other = peerWorkload(peer);
-    const src = reporter === 'source' ? me : other;
-    const dst = reporter === 'source' ? other : me;
+    let src: Workload;
+    let dst: Workload;
+    if (reporter === 'waypoint') {
+      // A waypoint is neither end of the call: both sides are peers.
+      src = peerWorkload(peer);
+      dst = peerWorkload(upstreamPeer);
+    } else {
+      const me = this.#selfWorkload(localPrincipal);
+      const other = peerWorkload(peer);
+      src = reporter === 'source' ? me : other;
+      dst = reporter === 'source' ? other : me;
+    }
     const [svcName, svcNs] = service === UNKNOWN ? [UNKNOWN, UNKNOWN] : serviceParts(service);
     return {
       reporter,
@@ -312,16 +332,16 @@ export class IstioMetrics {
     };
   }
 
-  // Contexts: the labels that vary per connection (reporter, security policy, principal, peer).
-  // Without a peer or principal (the common case) they sit in a 6-slot array.
-  #httpContext(reporter: 'source' | 'destination', policy: string, principal: string | undefined, peer: PeerInfo | undefined): HttpContext {
-    if (principal === undefined && peer === undefined) {
-      const slot = (reporter === 'source' ? 0 : 3) + (policy === UNKNOWN ? 0 : policy === 'none' ? 1 : 2);
+  // Contexts: the labels that vary per connection (reporter, security policy, principal, peers).
+  // Without peers or principal (the common case) they sit in a 9-slot array.
+  #httpContext(reporter: Reporter, policy: string, principal: string | undefined, peer: PeerInfo | undefined, upstreamPeer: PeerInfo | undefined): HttpContext {
+    if (principal === undefined && peer === undefined && upstreamPeer === undefined) {
+      const slot = (reporter === 'source' ? 0 : reporter === 'destination' ? 3 : 6) + (policy === UNKNOWN ? 0 : policy === 'none' ? 1 : 2);
       let ctx = this.#httpFast[slot];
       if (!ctx) this.#httpFast[slot] = ctx = new Map();
       return ctx;
     }
-    const key = `${reporter}\u0001${policy}\u0001${principal ?? ''}\u0001${this.#peerKey(peer)}`;
+    const key = `${reporter}\u0001${policy}\u0001${principal ?? ''}\u0001${this.#peerKey(peer)}\u0003${this.#peerKey(upstreamPeer)}`;
     let ctx = this.#httpSlow.get(key);
     if (!ctx) this.#httpSlow.set(key, (ctx = new Map()));
     return ctx;
@@ -329,7 +349,7 @@ export class IstioMetrics {
 
   /** Records one completed HTTP stream. */
   recordRequest(info: StreamInfo, facts: IstioRequestFacts = {}): void {
-    const reporter = reporterFor(info.direction);
+    const reporter: Reporter = this.#waypoint ? 'waypoint' : reporterFor(info.direction);
     const reqH = facts.requestHeaders;
     let service = facts.destinationService ?? (info.upstreamCluster !== undefined ? this.#clusterService(info.upstreamCluster) : undefined);
     if (service === undefined) {
@@ -357,10 +377,11 @@ export class IstioMetrics {
     const policy = reporter === 'source' ? UNKNOWN : info.downstreamTls?.peerCertificatePresented ? 'mutual_tls' : 'none';
     const principal = facts.localPrincipal;
     let peer = facts.peer;
+    let upstreamPeer = facts.upstreamPeer;
 
     // Three lookups with short keys whose hashes V8 caches on the string (or SMI keys), instead of
     // one lookup on a long concatenated key that would need flattening and hashing each time.
-    let byService = this.#httpContext(reporter, policy, principal, peer);
+    let byService = this.#httpContext(reporter, policy, principal, peer, upstreamPeer);
     let byStatus = byService.get(service);
     let byFlags = byStatus?.get(statusKey);
     let series = byFlags?.get(leafKey);
@@ -368,13 +389,14 @@ export class IstioMetrics {
       if (this.seriesCount >= this.#maxSeries) {
         service = UNKNOWN;
         peer = undefined;
-        byService = this.#httpContext(reporter, policy, principal, peer);
+        upstreamPeer = undefined;
+        byService = this.#httpContext(reporter, policy, principal, peer, upstreamPeer);
         byStatus = byService.get(service);
         byFlags = byStatus?.get(statusKey);
         series = byFlags?.get(leafKey);
       }
       if (!series) {
-        const labels = this.#labels(reporter, service, peer, principal, grpc ? 'grpc' : 'http', policy, flags);
+        const labels = this.#labels(reporter, service, peer, upstreamPeer, principal, grpc ? 'grpc' : 'http', policy, flags);
         labels.response_code = code >= 0 && code < 600 ? CODE_STRINGS[code]! : String(code);
         labels.grpc_response_status = grpcStatus;
         const s = this.#store;
@@ -400,23 +422,25 @@ export class IstioMetrics {
   }
 
   #tcpSeries(info: StreamInfo, facts: IstioTcpFacts): TcpSeries {
-    const reporter = reporterFor(info.direction);
+    const reporter: Reporter = this.#waypoint ? 'waypoint' : reporterFor(info.direction);
     let service = facts.destinationService ?? (info.requestedServerName || info.upstreamCluster || UNKNOWN);
     const flags = info.responseFlagsString();
     const policy = reporter === 'source' ? UNKNOWN : info.downstreamTls?.peerCertificatePresented ? 'mutual_tls' : 'none';
     let peer = facts.peer;
+    let upstreamPeer = facts.upstreamPeer;
     const principal = facts.localPrincipal;
-    let key = `${reporter}\u0001${service}\u0001${flags}\u0001${policy}\u0001${principal ?? ''}\u0001${this.#peerKey(peer)}`;
+    let key = `${reporter}\u0001${service}\u0001${flags}\u0001${policy}\u0001${principal ?? ''}\u0001${this.#peerKey(peer)}\u0003${this.#peerKey(upstreamPeer)}`;
     let series = this.#tcp.get(key);
     if (!series) {
       if (this.seriesCount >= this.#maxSeries) {
         service = UNKNOWN;
         peer = undefined;
-        key = `${reporter}\u0001${service}\u0001${flags}\u0001${policy}\u0001${principal ?? ''}\u0001`;
+        upstreamPeer = undefined;
+        key = `${reporter}\u0001${service}\u0001${flags}\u0001${policy}\u0001${principal ?? ''}\u0001\u0003`;
         series = this.#tcp.get(key);
       }
       if (!series) {
-        const labels = this.#labels(reporter, service, peer, principal, 'tcp', policy, flags);
+        const labels = this.#labels(reporter, service, peer, upstreamPeer, principal, 'tcp', policy, flags);
         // TCP series carry no HTTP status labels.
         delete (labels as Partial<Record<string, string>>).response_code;
         delete (labels as Partial<Record<string, string>>).grpc_response_status;

@@ -136,6 +136,24 @@ describe('istio standard metrics', { timeout: 20_000 }, () => {
     ]);
   });
 
+  it('waypoint: reporter=waypoint, both sides from peers', () => {
+    const store = new StatsStore();
+    const m = new IstioMetrics(store, { ...identity, waypoint: true, workloadName: 'waypoint' });
+    const info = stream('sidecar_inbound', 200);
+    info.downstreamTls = { protocol: 'TLSv1.3', cipher: 'x', peerCertificatePresented: true, alpn: 'h2' };
+    m.recordRequest(info, {
+      requestHeaders: reqHeaders(),
+      peer: { workload: 'productpage-v1', namespace: 'shop' },
+      upstreamPeer: { workload: 'reviews-v2', namespace: 'shop', app: 'reviews', version: 'v2' },
+    });
+    m.recordRequest(stream('gateway', 200), { requestHeaders: reqHeaders() });
+    const rows = find(store, 'istio_requests_total').map((e) => [e.tags.reporter, e.tags.source_workload, e.tags.destination_workload, e.tags.destination_version, e.tags.connection_security_policy]);
+    assert.deepEqual(rows.sort(), [
+      ['waypoint', 'productpage-v1', 'reviews-v2', 'v2', 'mutual_tls'],
+      ['waypoint', 'unknown', 'unknown', 'unknown', 'none'],
+    ]);
+  });
+
   it('gateway + gRPC: protocol grpc and grpc status from trailers or mapped from HTTP', () => {
     const store = new StatsStore();
     const m = new IstioMetrics(store, identity);
