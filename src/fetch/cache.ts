@@ -217,7 +217,7 @@ export class ModuleCache {
 
   #drop(e: CacheEntry, why: string): void {
     this.#o.log.warn({ step: 'cache', path: e.path, reason: why }, 'dropping a cached module');
-    this.#modules.delete(`${moduleDirName(e.name)}/${e.checksum}`);
+    // Entries adopted from disk have no name, so find the key by identity.
     for (const [k, v] of this.#modules) if (v === e) this.#modules.delete(k);
     this.#gauge();
     this.#markDirty();

@@ -78,7 +78,8 @@ export function describeError(err: unknown): string {
     if (typeof code === 'string' && !msg.includes(code) && !code.startsWith('MESHEXT_')) msg += ` (${code})`;
     if (cause instanceof Error && !msg.includes(cause.message)) msg += `: ${describeError(cause)}`;
     if (err instanceof AggregateError && err.errors.length > 0) msg += `: ${err.errors.map(describeError).join('; ')}`;
-    return msg;
+    // OpenSSL messages carry newlines and source paths; keep log lines on one line.
+    return msg.replace(/\s*\n\s*/g, ' ').trim();
   }
   return String(err);
 }

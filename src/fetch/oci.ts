@@ -148,13 +148,14 @@ export class RegistryClient {
       // OAuth2 refresh-token grant, as docker does for identity tokens.
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: c.identityToken, client_id: 'meshext', scope });
       if (service) form.set('service', service);
-      res = await this.#o.transport.send({ url: u.href, method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' }, timeoutMs: this.#o.timeoutMs, maxBytes: 1024 * 1024, signal: this.#o.signal, step: 'auth', result });
+      res = await this.#o.transport.send({ url: u.href, method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' }, timeoutMs: this.#o.timeoutMs, maxBytes: 1024 * 1024, insecureTls: this.#o.insecure, signal: this.#o.signal, step: 'auth', result });
     } else {
       if (service) u.searchParams.set('service', service);
       u.searchParams.set('scope', scope);
       const headers: Record<string, string> = {};
       if (c?.username !== undefined) headers.authorization = `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`).toString('base64')}`;
-      res = await this.#o.transport.send({ url: u.href, headers, timeoutMs: this.#o.timeoutMs, maxBytes: 1024 * 1024, signal: this.#o.signal, step: 'auth', result });
+      // Same TLS policy as the registry itself (Istio uses one transport for the whole pull).
+      res = await this.#o.transport.send({ url: u.href, headers, timeoutMs: this.#o.timeoutMs, maxBytes: 1024 * 1024, insecureTls: this.#o.insecure, signal: this.#o.signal, step: 'auth', result });
     }
     if (res.status === 401 || res.status === 403) {
       throw this.#err(FetchErrorCode.Unauthorized, `token endpoint ${u.origin}${u.pathname} refused ${c ? 'the pull secret credentials' : 'anonymous access'} for ${scope}: HTTP ${res.status}`, 'auth', result, { status: res.status, url: u.href });

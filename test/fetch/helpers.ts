@@ -170,6 +170,17 @@ export interface RegistryOptions {
 
 /** Starts Debian's docker-registry (CNCF distribution 2.8) with a temp storage dir. */
 export async function startRegistry(dir: string, o: RegistryOptions = {}): Promise<Registry> {
+  // The port is picked before the registry binds it; another test process may grab it meanwhile.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRegistryOnce(dir, o);
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/.test(String(err))) throw err;
+    }
+  }
+}
+
+async function startRegistryOnce(dir: string, o: RegistryOptions): Promise<Registry> {
   const port = await freePort();
   const storage = join(dir, `registry-${port}`);
   const lines = [
