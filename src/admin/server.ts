@@ -139,6 +139,12 @@ const STATE_VALUE: Record<string, number> = { LIVE: 0, DRAINING: 1, PRE_INITIALI
  * `server.state` and `listener_manager.workers_started`; dashboards use `envoy_server_live` and
  * `envoy_server_uptime`). Stats the proxy already reports under these names win.
  */
+/** The proxy's own uptime (`uptime_current_epoch: "42s"`) when it reports one, else this module's. */
+function uptimeSeconds(info: Record<string, unknown>): number {
+  const m = typeof info.uptime_current_epoch === 'string' ? /^(\d+)s$/.exec(info.uptime_current_epoch) : null;
+  return m ? Number(m[1]) : Math.floor((Date.now() - processStart) / 1000);
+}
+
 function withServerStats(snap: StatsSnapshot, source: AdminSource): StatsSnapshot {
   const state = serverState(source);
   const live = source.isReady();
@@ -147,7 +153,7 @@ function withServerStats(snap: StatsSnapshot, source: AdminSource): StatsSnapsho
   const gauges: [string, number][] = [
     ['server.state', STATE_VALUE[state] ?? 3],
     ['server.live', live ? 1 : 0],
-    ['server.uptime', Math.floor((Date.now() - processStart) / 1000)],
+    ['server.uptime', uptimeSeconds(info)],
     ['server.memory_allocated', mem.heapUsed + mem.external],
     ['server.memory_heap_size', mem.heapTotal],
     ['server.memory_physical_size', mem.rss],
