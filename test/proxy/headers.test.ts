@@ -40,7 +40,7 @@ before(async () => {
     let n = 0;
     req.on('data', (c: Buffer) => (n += c.length));
     req.on('end', () => {
-      const body = JSON.stringify({ url: req.url, headers: req.headers, rawHeaders: req.rawHeaders, bodyLength: n } satisfies Echo);
+      const body = JSON.stringify({ url: req.url ?? '', headers: req.headers as Record<string, string>, rawHeaders: req.rawHeaders, bodyLength: n } satisfies Echo);
       // Hop-by-hop headers on the response: the proxy must not pass them on.
       res.setHeader('keep-alive', 'timeout=7, max=99');
       res.setHeader('proxy-connection', 'keep-alive');

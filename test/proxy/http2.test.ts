@@ -91,10 +91,11 @@ after(async () => {
   cert.remove();
 });
 
-async function h1Get(url: string, opts: { ca?: Buffer; body?: string } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string; alpn?: string | false }> {
+async function h1Get(url: string, opts: { ca?: Buffer; body?: string } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string; alpn?: string | false | null }> {
   if (url.startsWith('https:')) {
     return new Promise((resolve, reject) => {
-      const req = https.request(url, { method: opts.body ? 'POST' : 'GET', ca: opts.ca, ALPNProtocols: ['http/1.1'], agent: false }, (res) => {
+      const options = { method: opts.body ? 'POST' : 'GET', ca: opts.ca, ALPNProtocols: ['http/1.1'], agent: false } as https.RequestOptions;
+      const req = https.request(url, options, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (body += c));
