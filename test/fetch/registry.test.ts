@@ -293,6 +293,10 @@ describe('oci:// with htpasswd basic auth and pull secrets', { skip: registrySki
     assert.match(denied.err, /access denied/);
     const ok = await cli([file, `oci://${reg.host}/secure/p:v1`, '--insecure', '--username', 'alice', '--password', 'wonderland']);
     assert.equal(ok.code, 0, ok.err);
+    let stdinOut = '';
+    const viaStdin = await pushCommand([file, `oci://${reg.host}/secure/p:stdin`, '--insecure', '-u', 'bob', '--password-stdin'], { stdout: (s) => (stdinOut += s), stderr: () => {}, stdin: async () => 'builder\n' });
+    assert.equal(viaStdin, 0);
+    assert.match(stdinOut, /^sha256: [a-f0-9]{64}$/m);
     const url = `oci://${reg.host}/secure/p:v1`;
     const secret = { name: 'regcred', namespace: 'default', dockerConfigJson: dockerConfigJson(reg.host, 'bob', 'builder') };
     const f = await make();

@@ -263,3 +263,29 @@ describe('options from bootstrap and Istio env knobs', async () => {
     assert.equal(o.cacheDir, '/var/cache/meshext');
   });
 });
+
+describe('meshext push argument handling', async () => {
+  const { pushCommand } = await import('../../src/cli/push.ts');
+  const run = async (args: string[]) => {
+    let out = '';
+    let err = '';
+    const code = await pushCommand(args, { stdout: (s) => (out += s), stderr: (s) => (err += s), stdin: async () => 'pw\n' });
+    return { code, out, err };
+  };
+  it('prints help, and rejects bad usage with exit code 2', async () => {
+    const h = await run(['--help']);
+    assert.equal(h.code, 0);
+    assert.match(h.out, /--layout oci\|docker\|artifact/);
+    assert.equal((await run(['only-one-arg'])).code, 2);
+    const bad = await run(['f.wasm', 'oci://r/x:1', '--layout', 'zip']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--layout must be one of oci, docker, artifact/);
+  });
+  it('fails (exit 1) on a non-OCI reference, a missing file, or a username without password', async () => {
+    assert.match((await run(['f.wasm', 'https://x/y.wasm'])).err, /not an oci:\/\/ reference/);
+    assert.match((await run(['/nonexistent/f.wasm', 'oci://127.0.0.1:1/x:1'])).err, /ENOENT|no such file/);
+    const r = await run(['f.wasm', 'oci://127.0.0.1:1/x:1', '--username', 'u']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /go together/);
+  });
+});
