@@ -408,12 +408,9 @@ export class LuaHttpFilter implements HttpFilter {
 
   #releaseThread(d: Direction): void {
     if (d.thread >= 0) {
-      if (d.suspended) {
-        // Abandoned while waiting (reset, respond()): resume with seg -1 so the prelude unwinds
-        // and releases the hook's objects; the outcome is of no interest.
-        d.suspended = false;
-        this.script.state.resume(d.thread, [-1], 0);
-      }
+      // An abandoned coroutine (reset, respond()) is never resumed, as in Envoy; the prelude
+      // reaps its objects at the next hook entry.
+      d.suspended = false;
       this.script.state.release(d.thread);
       d.thread = -1;
     }

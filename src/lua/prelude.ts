@@ -133,7 +133,7 @@ function HM:get(k)
 end
 function HM:getAtIndex(k, i)
   local d = self_d(self)
-  return ret1(H.hidx(d.cid, d.seg, d.w, cstr(k, 1, "getAtIndex"), cint(i, 2, "getAtIndex")))
+  return (chk(H.hidx(d.cid, d.seg, d.w, cstr(k, 1, "getAtIndex"), cint(i, 2, "getAtIndex"))))
 end
 function HM:getNumValues(k)
   local d = self_d(self)
@@ -253,7 +253,7 @@ function FS:get(name, field)
   local d = self_d(self)
   name = cstr(name, 1, "get")
   if field ~= nil then field = cstr(field, 2, "get") end
-  return ret1(H.fsget(d.cid, d.seg, name, field))
+  return (chk(H.fsget(d.cid, d.seg, name, field)))
 end
 addlog(FS)
 local newFS = newtype({ __index = FS })
@@ -581,7 +581,6 @@ function __meshext_capture()
   __meshext_hooks = (hooks[0] and 1 or 0) + (hooks[1] and 2 or 0)
   __meshext_capture = nil
 end
-local pcall = pcall
 local handleMT = { __index = HD }
 local newHandleUd
 if ENG and ENG.newud then
@@ -592,16 +591,31 @@ else
   getmetatable(proto).__index = HD
   newHandleUd = function() return newproxy(proto) end
 end
+-- Hooks that ended by an error or were abandoned (reset, respond()) are reaped at the next entry:
+-- no pcall wraps the hook, so the budget error cannot be swallowed by the prelude itself and a
+-- coroutine the driver drops needs no further resume.
+local PENDING = {}
+local function reap()
+  for pd in next, PENDING do
+    PENDING[pd] = nil
+    pd.seg = -1
+    cleanup(pd)
+    D[pd.ud] = nil
+  end
+end
 function __meshext_entry(dir, cid, seg)
+  if next(PENDING) ~= nil then reap() end
   local d = { cid = cid, seg = seg, dir = dir, objs = {}, n = 0 }
   d.h = d
   local u = newHandleUd()
   D[u] = d
-  local ok, err = pcall(hooks[dir], u)
+  d.ud = u
+  PENDING[d] = true
+  hooks[dir](u)
+  PENDING[d] = nil
   d.seg = -1
   cleanup(d)
   D[u] = nil
-  if not ok then error(err, 0) end
 end
 `;
 

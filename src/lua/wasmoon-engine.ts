@@ -128,8 +128,14 @@ class WasmoonState implements LuaState {
   readonly #reusable = new Set<number>();
   #memUsed = 0;
   #memMax: number;
+  /** The cap applies only while Lua runs protected: an allocation error in an unprotected API
+   * call would panic and abort the whole shared wasm module. */
+  #enforce = false;
   #remaining = Infinity;
   #ticks = 0;
+  /** A thread was switched to a per-instruction hook after exceeding its budget. */
+  #hot = false;
+  #hook = 0;
   #closed = false;
 
   constructor(m: Mod, h: Heap, opts: StateOptions) {
@@ -147,7 +153,7 @@ class WasmoonState implements LuaState {
         return 0;
       }
       const delta = ptr ? nsize - osize : nsize;
-      if (delta > 0 && this.#memUsed + delta > this.#memMax) return 0;
+      if (delta > 0 && this.#enforce && this.#memUsed + delta > this.#memMax) return 0;
       const p = m._realloc(ptr, nsize);
       if (p) this.#memUsed += delta;
       return p;
@@ -161,12 +167,17 @@ class WasmoonState implements LuaState {
     const hook = m.addFunction((L: number): void => {
       this.#ticks++;
       if (--this.#remaining <= 0) {
-        this.#remaining = 1; // keep raising if a pcall swallowed the first error
+        // Keep raising at every instruction: a pcall in the script catches one error, the next
+        // instruction outside it raises again, so the hook always ends.
+        this.#remaining = 1;
+        this.#hot = true;
+        m._lua_sethook(L, hook, LUA_MASKCOUNT, 1);
         this.#pushString(L, 'instruction budget exceeded');
         m._lua_error(L); // longjmps out through this JS frame (emscripten unwinds with a JS throw)
       }
     }, 'vii');
     this.#fnPtrs.push(hook);
+    this.#hook = hook;
     if (opts.budgetEnabled) m._lua_sethook(G, hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
     m._lua_settop(G, 0);
     // A userdata constructor for the prelude: Lua 5.4 has no newproxy().
@@ -361,6 +372,17 @@ class WasmoonState implements LuaState {
       return m._lua_error(L);
     }
     if (r === undefined) return 0;
+    const enforce = this.#enforce;
+    this.#enforce = false; // pushing results: an allocation error would unwind through JS
+    try {
+      return this.#pushResult(L, r);
+    } finally {
+      this.#enforce = enforce;
+    }
+  }
+
+  #pushResult(L: Ptr, r: PushValue): number {
+    const m = this.#m;
     if (r instanceof Multi) {
       m._luaL_checkstack(L, r.values.length + 2, 0);
       for (const v of r.values) this.#push(L, v);
@@ -385,7 +407,9 @@ class WasmoonState implements LuaState {
     m._free(p);
     if (rc === 0) {
       this.#remaining = budget > 0 ? budget : Infinity;
+      this.#enforce = true;
       rc = m._lua_pcallk(G, 0, 0, 0, 0, 0);
+      this.#enforce = false;
       this.#remaining = Infinity;
     }
     if (rc !== 0) {
@@ -437,9 +461,12 @@ class WasmoonState implements LuaState {
     m._luaL_checkstack(T, args.length + 2, 0);
     for (const a of args) this.#push(T, a);
     this.#remaining = budget > 0 ? budget : Infinity;
+    if (this.#hot) m._lua_sethook(T, this.#hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
     const t0 = this.#ticks;
     const nresPtr = this.#h.lenPtr + 4;
+    this.#enforce = true;
     const rc = m._lua_resume(T, this.#G, args.length, nresPtr);
+    this.#enforce = false;
     this.#remaining = Infinity;
     const used = this.#ticks - t0;
     if (rc === 0 || rc === 1) {

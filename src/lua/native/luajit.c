@@ -31,9 +31,11 @@ typedef struct {
   napi_env env;       /* valid while JS is calling into this state */
   size_t mem_used;
   size_t mem_max;     /* 0 = unlimited */
+  int enforce;        /* the cap applies only while Lua code runs under protection */
   double remaining;   /* hook ticks left in the current run */
   double ticks;       /* hook ticks counted so far */
   int budget;         /* count hook installed */
+  int hot;            /* the hook was switched to every instruction after an overrun */
   int entry_ref;
   int closed;
   napi_ref *fns;
@@ -65,7 +67,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   size_t old = ptr ? osize : 0;
   /* refusing makes Lua raise "not enough memory" after an emergency GC; the state stays usable */
-  if (nsize > old && s->mem_max && s->mem_used + (nsize - old) > s->mem_max) return NULL;
+  if (nsize > old && s->enforce && s->mem_max && s->mem_used + (nsize - old) > s->mem_max) return NULL;
   void *p = realloc(ptr, nsize);
   if (p) s->mem_used = s->mem_used - old + nsize;
   return p;
@@ -87,7 +89,11 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   s->ticks += 1;
   s->remaining -= 1;
   if (s->remaining <= 0) {
-    s->remaining = 1; /* keep raising if a pcall swallowed the first error */
+    /* keep raising at every instruction: a pcall in the script catches one error, the next
+     * instruction outside it raises again, so the hook always ends */
+    s->remaining = 1;
+    s->hot = 1;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
     lua_pushstring(L, "instruction budget exceeded");
     lua_error(L);
   }
@@ -304,6 +310,9 @@ static int host_call(lua_State *L) {
   napi_valuetype t;
   napi_typeof(env, result, &t);
   lua_settop(L, 0);
+  /* an allocation error here would longjmp past the handle scope: push without the cap */
+  int enforce = s->enforce;
+  s->enforce = 0;
   if (t != napi_undefined) {
     bool multi = false;
     napi_value ctor;
@@ -329,6 +338,7 @@ static int host_call(lua_State *L) {
       nret = 1;
     }
   }
+  s->enforce = enforce;
   napi_close_handle_scope(env, scope);
   return nret;
 }
@@ -398,8 +408,8 @@ static napi_value js_new_state(napi_env env, napi_callback_info info) {
   if (budget) {
     /* JIT-compiled traces never check hooks: an infinite loop would hang the worker. The
      * interpreter checks them, and LuaJIT's interpreter is still faster than PUC Lua. */
-    if (!getenv("XNOJITOFF")) luaJIT_setmode(s->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-    if (!getenv("XNOHOOK")) lua_sethook(s->L, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+    luaJIT_setmode(s->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_sethook(s->L, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
   }
   (void)unsafe; /* library removal is done by the shared Lua sandbox chunk */
   lua_settop(s->L, 0);
@@ -480,7 +490,13 @@ static napi_value js_exec(napi_env env, napi_callback_info info) {
   free(name);
   if (rc == 0) {
     s->remaining = budget > 0 ? budget : INFINITY;
+    if (s->hot) {
+      s->hot = 0;
+      lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+    }
+    s->enforce = 1;
     rc = lua_pcall(L, 0, 0, 0);
+    s->enforce = 0;
     s->remaining = INFINITY;
   }
   current = prev;
@@ -527,8 +543,14 @@ static napi_value run(napi_env env, State *s, lua_State *T, napi_value args, dou
   State *prev = current;
   current = s;
   s->remaining = budget > 0 ? budget : INFINITY;
+  if (s->hot) {
+    s->hot = 0;
+    lua_sethook(T, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+  }
   double t0 = s->ticks;
+  s->enforce = 1;
   int rc = lua_resume(T, (int)nargs);
+  s->enforce = 0;
   s->remaining = INFINITY;
   current = prev;
   int status = rc == 0 ? 0 : rc == LUA_YIELD ? 1 : 2;
