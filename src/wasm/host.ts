@@ -15,6 +15,7 @@ import { decodePairs, encodeBytePairs, encodePairsInto, pairsSize } from './pair
 import { getProperty, setProperty } from './properties.ts';
 import { Context, ProcExit, RootContext, StreamContext, type CalloutResponse, type WasmVm } from './vm.ts';
 import { wasiFunctions } from './wasi.ts';
+import { openGrpcStream, sendOnStream } from './grpc.ts';
 
 type HostFn = (...args: any[]) => number | void;
 type HostFactory = (vm: WasmVm) => HostFn;
@@ -527,25 +528,60 @@ export const hostFunctions: Record<string, HostFactory> = {
     );
     return Status.Ok;
   },
-  proxy_grpc_stream: () => () => Status.InternalFailure,
-  proxy_grpc_send: (vm) => (token: number) => {
+  proxy_grpc_stream: (vm) => (...a: number[]) => {
+    // Standard: 9 args (with initial metadata); AssemblyScript SDK: 7 (without).
+    const std = a.length >= 9;
+    const [up, ul, sp, sl, mp, ml] = a as [number, number, number, number, number, number];
+    const mdp = std ? a[6]! : 0;
+    const mdl = std ? a[7]! : 0;
+    const tokenPtr = a[std ? 8 : 6]!;
+    const upstream = vm.readBytes(up, ul);
+    const service = vm.readString(sp, sl);
+    const method = vm.readString(mp, ml);
+    if (upstream === null || service === null || method === null || !vm.inBounds(mdp >>> 0, mdl >>> 0) || !vm.inBounds(tokenPtr >>> 0, 4)) {
+      return Status.InvalidMemoryAccess;
+    }
+    const md = decodePairs(vm.u8(), mdp >>> 0, mdl >>> 0);
+    if (md === null) return Status.BadArgument;
+    const name = grpcUpstreamCluster(upstream, vm) ?? new TextDecoder().decode(upstream);
+    const cluster = vm.services.clusterConfigs?.find((c) => c.name === name);
+    if (!cluster) return Status.ParseFailure;
+    const eff = vm.effective;
+    const root = eff?.root;
+    if (!root) return Status.BadArgument;
+    const r = openGrpcStream(vm, root, eff instanceof StreamContext ? eff : undefined, cluster, service, method, md);
+    if ('status' in r) return r.status;
+    vm.writeU32(tokenPtr, r.token);
+    return Status.Ok;
+  },
+  proxy_grpc_send: (vm) => (token: number, mp: number, ml: number, end: number) => {
     const root = vm.effective?.root;
-    return root?.callouts.has(token >>> 0) ? Status.BadArgument : Status.NotFound;
+    const c = root?.callouts.get(token >>> 0);
+    if (!c) return Status.NotFound;
+    if (!c.stream) return Status.BadArgument; // not a stream token
+    const msg = vm.readBytes(mp, ml);
+    if (msg === null) return Status.InvalidMemoryAccess;
+    return sendOnStream(c.stream, msg, end !== 0);
   },
   proxy_grpc_cancel: (vm) => (token: number) => {
     const root = vm.effective?.root;
     const c = root?.callouts.get(token >>> 0);
     if (!root || !c) return Status.NotFound;
+    root.callouts.delete(token >>> 0); // no callbacks after a cancel
     c.handle?.cancel();
-    root.callouts.delete(token >>> 0);
     return Status.Ok;
   },
   proxy_grpc_close: (vm) => (token: number) => {
     const root = vm.effective?.root;
     const c = root?.callouts.get(token >>> 0);
     if (!root || !c) return Status.NotFound;
-    c.handle?.cancel();
+    if (c.stream) {
+      // Streams: half-close our side; the entry stays until the remote closes.
+      if (!c.stream.writableEnded) c.stream.end();
+      return Status.Ok;
+    }
     root.callouts.delete(token >>> 0);
+    c.handle?.cancel();
     return Status.Ok;
   },
 

@@ -82,6 +82,7 @@ export function pluginOptions(ext: TrafficExtension, services: Pick<WorkerServic
     clusters: services.clusters,
     stats: services.stats,
     identity: services.bootstrap.identity,
+    clusterConfigs: services.bootstrap.clusters,
     logSink: overrides.logSink,
   };
   return {

@@ -13,7 +13,8 @@ import type { StreamInfo } from '../filters/stream-info.ts';
 import type { RouteInfo } from '../filters/types.ts';
 import type { ClusterManager, HttpCallHandle } from '../proxy/cluster-manager.ts';
 import type { StatsStore } from '../observability/stats.ts';
-import type { ProxyIdentity } from '../config/types.ts';
+import type { ClusterConfig, ProxyIdentity } from '../config/types.ts';
+import { closeGrpcSessions } from './grpc.ts';
 import { logger } from '../observability/log.ts';
 import { Limits, Status, type AbiVersion } from './abi.ts';
 import type { CompiledPlugin } from './module.ts';
@@ -101,7 +102,7 @@ export class RootContext extends Context {
   readonly plugin: PluginSpec;
   tickMs = 0;
   timer: NodeJS.Timeout | undefined;
-  readonly callouts = new Map<number, { handle: HttpCallHandle | undefined; issuer: StreamContext | undefined; grpc: boolean }>();
+  readonly callouts = new Map<number, { handle: HttpCallHandle | undefined; issuer: StreamContext | undefined; grpc: boolean; stream?: import('node:http2').ClientHttp2Stream }>();
   /** The callout response being delivered right now (maps 4-7, buffers 4/5). */
   calloutResponse: CalloutResponse | undefined;
   /** Set while on_vm_start / on_configure / on_foreign_function runs (buffers 6/7/8). */
@@ -172,6 +173,8 @@ export interface VmServices {
   clusters?: ClusterManager | undefined;
   stats?: StatsStore | undefined;
   identity?: ProxyIdentity | undefined;
+  /** Bootstrap clusters (gRPC streams connect to them directly over HTTP/2). */
+  clusterConfigs?: readonly ClusterConfig[] | undefined;
   shared?: SharedState | undefined;
   /** Receives every plugin log line (tests, /logging capture). */
   logSink?: ((level: number, message: string) => void) | undefined;
@@ -588,6 +591,7 @@ export class WasmVm {
   dispose(): void {
     for (const ctx of this.contexts.values()) if (ctx instanceof RootContext) this.#stopRoot(ctx);
     this.contexts.clear();
+    closeGrpcSessions(this);
   }
 
   // ------------------------------------------------------------------ async deliveries (root-owned)

@@ -310,11 +310,11 @@ test('HTTP callout: validation, Envoy token numbering, response to the ROOT cont
   const c3 = clusters.calls.at(-1)!;
   p.vm!.deleteStream(stream);
   assert.equal(c3.cancelled, true);
-  // gRPC unary requires a known cluster; streams are not supported (INTERNAL_FAILURE, an accepted status)
+  // gRPC unary and streams require a known cluster
   const [svc, svcl] = h.put('pkg.Svc');
   const [meth, methl] = h.put('Do');
   assert.equal(h.call('proxy_grpc_call', root, none, nonel, svc, svcl, meth, methl, 0, 0, body, bodyl, 100, tok), Status.ParseFailure);
-  assert.equal(h.call('proxy_grpc_stream', root, up, upl, svc, svcl, meth, methl, 0, 0, tok), Status.InternalFailure);
+  assert.equal(h.call('proxy_grpc_stream', root, none, nonel, svc, svcl, meth, methl, 0, 0, tok), Status.ParseFailure);
   assert.equal(h.call('proxy_grpc_cancel', root, 12345), Status.NotFound);
   assert.equal(h.call('proxy_grpc_close', root, 12345), Status.NotFound);
   assert.equal(h.call('proxy_grpc_send', root, 12345, 0, 0, 0), Status.NotFound);
@@ -482,4 +482,84 @@ test('allocator failures: 0 and out-of-bounds pointers give INVALID_MEMORY_ACCES
   h.setGlobal('mode', 0);
   assert.equal(h.call('proxy_get_header_map_value', stream, 0, k, kl, a, b), Status.Ok);
   assert.equal(p.vm!.failed, false);
+});
+
+test('gRPC streaming over HTTP/2 to a real server: initial metadata, messages, trailing metadata, close; send, half-close, cancel', async () => {
+  const { startHttp2 } = await import('../helpers/upstream.ts');
+  const seen: string[] = [];
+  const server = await startHttp2((stream, headers) => {
+    seen.push(String(headers[':path']), String(headers['x-md']));
+    let buf = Buffer.alloc(0);
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'x-initial': 'yes' }, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'x-trailing': 'bye' }));
+    stream.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
+        const msg = buf.subarray(5, 5 + buf.readUInt32BE(1));
+        buf = buf.subarray(5 + msg.length);
+        const echo = Buffer.concat([Buffer.from('echo:'), msg]);
+        const f = Buffer.alloc(5);
+        f.writeUInt32BE(echo.length, 1);
+        stream.write(Buffer.concat([f, echo]));
+      }
+    });
+    stream.on('end', () => stream.end());
+  });
+  try {
+    const clusterConfigs = [{ name: 'grpc-svc', endpoints: [{ address: '127.0.0.1', port: server.port }], lbPolicy: 'ROUND_ROBIN' as const, connectTimeoutMs: 1000, requestTimeoutMs: 0, maxConnections: 1, protocol: 'HTTP2' as const }];
+    const p = await plugin(await bytesP, { name: 'grpcs' });
+    p.vm!.services.clusterConfigs = clusterConfigs;
+    const h = new Harness(p);
+    const root = p.root!;
+    const tok = h.out();
+    const [up, upl] = h.put('grpc-svc');
+    const [svc, svcl] = h.put('pkg.Chat');
+    const [meth, methl] = h.put('Talk');
+    const [md, mdl] = h.put(encodePairs([['x-md', 'm1']]));
+    assert.equal(h.call('proxy_grpc_stream', root, up, upl, svc, svcl, meth, methl, md, mdl, tok), Status.Ok);
+    const token = h.u32(tok);
+    assert.equal(token, 6, 'stream tokens: 6, 10, ...');
+    const events: string[] = [];
+    const vm = p.vm!;
+    // record events by wrapping the plugin's callbacks (the harness records only the last one)
+    for (const name of ['on_grpc_receive_initial_metadata', 'on_grpc_receive', 'on_grpc_receive_trailing_metadata', 'on_grpc_close'] as const) {
+      const orig = vm.ex[name];
+      vm.ex[name] = (...args: number[]) => {
+        events.push(`${name}:${args[2]}`);
+        if (name === 'on_grpc_receive') events.push(`msg:${new TextDecoder().decode(vm.effective!.root.calloutResponse!.body!)}`);
+        if (name === 'on_grpc_receive_initial_metadata') events.push(`initial:${vm.effective!.root.calloutResponse!.grpcInitial!.get('x-initial')}`);
+        if (name === 'on_grpc_receive_trailing_metadata') events.push(`trailing:${vm.effective!.root.calloutResponse!.grpcTrailing!.get('x-trailing')}`);
+        return orig?.(...args);
+      };
+    }
+    const [m1, m1l] = h.put('one');
+    const [m2, m2l] = h.put('two');
+    assert.equal(h.call('proxy_grpc_send', root, token, m1, m1l, 0), Status.Ok);
+    assert.equal(h.call('proxy_grpc_send', root, token, m2, m2l, 0), Status.Ok);
+    assert.equal(h.call('proxy_grpc_send', root, 5, m2, m2l, 0), Status.NotFound);
+    const deadline = Date.now() + 3000;
+    while (events.filter((e) => e.startsWith('msg:')).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(h.call('proxy_grpc_close', root, token), Status.Ok, 'half-close');
+    while (!events.some((e) => e.startsWith('on_grpc_close')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(seen, ['/pkg.Chat/Talk', 'm1']);
+    assert.deepEqual(events, [
+      'on_grpc_receive_initial_metadata:3', 'initial:yes', // content-type, date, x-initial
+      'on_grpc_receive:8', 'msg:echo:one',
+      'on_grpc_receive:8', 'msg:echo:two',
+      'on_grpc_receive_trailing_metadata:2', 'trailing:bye', // grpc-status, x-trailing
+      'on_grpc_close:0',
+    ]);
+    assert.equal(h.call('proxy_grpc_send', root, token, m1, m1l, 0), Status.NotFound, 'closed stream forgotten');
+    // cancel: no callbacks at all
+    assert.equal(h.call('proxy_grpc_stream', root, up, upl, svc, svcl, meth, methl, 0, 0, tok), Status.Ok);
+    const t2 = h.u32(tok);
+    assert.equal(t2, 10);
+    events.length = 0;
+    assert.equal(h.call('proxy_grpc_cancel', root, t2), Status.Ok);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(events, []);
+    vm.dispose();
+  } finally {
+    await server.close();
+  }
 });
