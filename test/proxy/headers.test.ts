@@ -196,3 +196,54 @@ test('access log: request_id, x_forwarded_for, authority, upstream host/cluster,
     assert.ok(e.bytes_sent > 0);
   }
 });
+
+/** One HTTP/2 frame (RFC 9113 §4.1). */
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+}
+
+test('a client abort mid-upload (HTTP/1.1 close, HTTP/2 RST_STREAM without END_STREAM) reaches the upstream as an incomplete request', async () => {
+  const seen: { url: string; complete: boolean; n: number }[] = [];
+  let onClose!: () => void;
+  let closes = 0;
+  const both = new Promise<void>((r) => (onClose = r));
+  const target = await startHttp1((req) => {
+    let n = 0;
+    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('close', () => {
+      seen.push({ url: req.url!, complete: req.complete, n });
+      if (++closes === 2) onClose();
+    });
+  });
+  const p = await startPlane({ clusters: [cluster('t', target.port)], routeTables: [{ name: 'd', virtualHosts: [{ name: 'v', domains: ['*'], routes: [{ name: 'r', match: { prefix: '/' }, route: { cluster: 't' } }] }] }] });
+  try {
+    const h1 = net.connect({ host: '127.0.0.1', port: p.ports.http! });
+    h1.on('error', () => {});
+    h1.write('POST /h1-abort HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n' + 'x'.repeat(1000));
+    // Raw frames: node's client sends END_STREAM before its RST_STREAM, a real abort does not.
+    const h2 = net.connect({ host: '127.0.0.1', port: p.ports.http! });
+    h2.on('error', () => {});
+    h2.on('data', () => {});
+    const hpack = Buffer.from([0x83, 0x85, 0x86, 0x41, 0x01, 0x61]); // POST, /index.html, http, :authority a
+    h2.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 4, 1, hpack), frame(0, 0, 1, Buffer.alloc(1000, 0x61))]));
+    await new Promise((r) => setTimeout(r, 300));
+    h1.destroy();
+    const cancel = Buffer.alloc(4);
+    cancel.writeUInt32BE(8); // CANCEL
+    h2.write(frame(3, 0, 1, cancel));
+    await both;
+    h2.destroy();
+    const byUrl = Object.fromEntries(seen.map((x) => [x.url, x]));
+    assert.deepEqual(byUrl['/h1-abort'], { url: '/h1-abort', complete: false, n: 1000 });
+    assert.deepEqual(byUrl['/index.html'], { url: '/index.html', complete: false, n: 1000 });
+  } finally {
+    const log = await p.closeAndReadLog();
+    for (const e of log) assert.equal(e.response_flags, 'DC', JSON.stringify(e));
+    await target.close();
+  }
+});
