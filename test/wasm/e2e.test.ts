@@ -224,3 +224,56 @@ test('NETWORK plugin in the L4 chain: rewrites downstream data (buffer 2) and up
     await tcpProxy.close();
   }
 });
+
+test('gRPC unary callout through the proxy to an HTTP/2 cluster: pause, reply read from buffer 5, resume', { timeout: 60_000 }, async () => {
+  const { startHttp2 } = await import('../helpers/upstream.ts');
+  const grpcServer = await startHttp2((stream, headers) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      const req = Buffer.concat(chunks);
+      const msg = req.subarray(5, 5 + req.readUInt32BE(1)).toString();
+      const ok = headers[':path'] === '/pkg.Auth/Check' && msg === 'hi';
+      const reply = Buffer.from(ok ? 'granted' : 'bad');
+      const f = Buffer.alloc(5);
+      f.writeUInt32BE(reply.length, 1);
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(Buffer.concat([f, reply]));
+    });
+  });
+  const plugin = await buildWat(
+    watPlugin({
+      imports: `
+  (import "env" "proxy_grpc_call" (func $grpc (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $getbuf (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $addh (param i32 i32 i32 i32 i32) (result i32)))`,
+      extra: `
+  (data (i32.const 5200) "grpc")
+  (data (i32.const 5210) "pkg.Auth")
+  (data (i32.const 5220) "Check")
+  (data (i32.const 5230) "hi")
+  (data (i32.const 5240) "x-grpc-reply")`,
+      bodies: {
+        proxy_on_request_headers: '(global.set $saved (local.get $a0)) (drop (call $grpc (i32.const 5200) (i32.const 4) (i32.const 5210) (i32.const 8) (i32.const 5220) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 5230) (i32.const 2) (i32.const 2000) (i32.const 6100))) (i32.const 1)',
+        proxy_on_grpc_receive: '(drop (call $eff (global.get $saved))) (drop (call $getbuf (i32.const 5) (i32.const 0) (local.get $a2) (i32.const 6200) (i32.const 6204))) (drop (call $addh (i32.const 0) (i32.const 5240) (i32.const 12) (i32.load (i32.const 6200)) (i32.load (i32.const 6204)))) (drop (call $continue (i32.const 0)))',
+      },
+    }),
+  );
+  const set = loadExtensionObjects([ext('grpc-auth', { url: await file('grpc.wasm', plugin), pluginConfig: { a: 1 } })]);
+  assert.deepEqual(set.issues, []);
+  const gp = await startProxy({
+    bootstrap: bootstrap({ clusters: [cluster('echo', upstream.port), cluster('grpc', grpcServer.port, { protocol: 'HTTP2' })], routeTables: [routeAll('echo')] }),
+    extensions: set.set,
+    admin: false,
+  });
+  try {
+    const res = await request(`http://127.0.0.1:${gp.ports.http}/`);
+    const body = (await res.body.json()) as { headers: Record<string, string> };
+    assert.equal(res.statusCode, 200);
+    assert.equal(body.headers['x-grpc-reply'], 'granted');
+  } finally {
+    await gp.close();
+    await grpcServer.close();
+  }
+});

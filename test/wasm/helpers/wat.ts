@@ -9,7 +9,8 @@ export type Callback =
   | 'proxy_on_response_headers' | 'proxy_on_response_body' | 'proxy_on_response_trailers'
   | 'proxy_on_log' | 'proxy_on_done' | 'proxy_on_delete'
   | 'proxy_on_new_connection' | 'proxy_on_downstream_data' | 'proxy_on_upstream_data'
-  | 'proxy_on_downstream_connection_close' | 'proxy_on_upstream_connection_close';
+  | 'proxy_on_downstream_connection_close' | 'proxy_on_upstream_connection_close'
+  | 'proxy_on_grpc_receive' | 'proxy_on_grpc_close';
 
 const SIG: Record<Callback, [params: number, result: boolean, dflt: number]> = {
   proxy_on_context_create: [2, false, 0],
@@ -30,6 +31,8 @@ const SIG: Record<Callback, [params: number, result: boolean, dflt: number]> = {
   proxy_on_upstream_data: [3, true, 0],
   proxy_on_downstream_connection_close: [2, false, 0],
   proxy_on_upstream_connection_close: [2, false, 0],
+  proxy_on_grpc_receive: [3, false, 0],
+  proxy_on_grpc_close: [3, false, 0],
 };
 
 export interface WatPluginOptions {
@@ -44,6 +47,8 @@ export interface WatPluginOptions {
   memory?: { min: number; max?: number };
   /** Extra module fields (functions, globals). */
   extra?: string;
+  /** Extra import declarations (emitted before any definition). */
+  imports?: string;
   /** 0.1.0 arities for the header callbacks. */
   v010?: boolean;
 }
@@ -66,6 +71,7 @@ export function watPlugin(o: WatPluginOptions = {}): string {
     '  (import "env" "proxy_get_header_map_value" (func $hget (param i32 i32 i32 i32 i32) (result i32)))',
     '  (import "env" "proxy_set_buffer_bytes" (func $setbuf (param i32 i32 i32 i32 i32) (result i32)))',
     '  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))',
+    o.imports ?? '',
     `  (memory (export "memory") ${o.memory?.min ?? 1}${o.memory?.max !== undefined ? ` ${o.memory.max}` : ''})`,
     '  (global $heap (mut i32) (i32.const 8192))',
     '  (global $saved (mut i32) (i32.const 0))',
