@@ -224,6 +224,13 @@ test('HTTP/1.0 request: answered, connection closed after the response, forwarde
   assert.notEqual(res!.headers.connection, 'keep-alive');
 });
 
+test('HTTP/1.0 client and a chunked upstream response: the body is sent close-delimited, never chunk-framed', async () => {
+  const raw = await rawExchange(port, 'GET /chunked HTTP/1.0\r\nHost: a.example\r\n\r\n');
+  const head = raw.slice(0, raw.indexOf('\r\n\r\n')).toLowerCase();
+  assert.ok(!head.includes('transfer-encoding'), head);
+  assert.equal(raw.slice(raw.indexOf('\r\n\r\n') + 4), 'part-0;part-1;part-2;part-3;part-4;');
+});
+
 test('HTTP/1.0 with keep-alive and a body', async () => {
   const raw = await rawExchange(port, 'POST /ten-ka HTTP/1.0\r\nHost: a.example\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc', (got) => {
     try {

@@ -210,3 +210,62 @@ test('the access log records HTTP/2 and the TLS SNI', async () => {
     }
   }
 });
+
+test('TLS to the upstream: HTTP/1.1 and HTTP/2 clusters verify the upstream certificate against caFile with SNI', async () => {
+  const { createServer } = await import('node:https');
+  const { createSecureServer } = await import('node:http2');
+  const { readFileSync } = await import('node:fs');
+  const key = readFileSync(cert.keyFile);
+  const snis: string[] = [];
+  const s1 = createServer({ cert: cert.cert, key }, (req, res) => {
+    snis.push(String((req.socket as import('node:tls').TLSSocket).servername));
+    res.end(`h1-tls ${req.url} ${req.httpVersion}`);
+  });
+  const s2 = createSecureServer({ cert: cert.cert, key }, (req, res) => {
+    snis.push(String((req.socket as import('node:tls').TLSSocket).servername));
+    res.end(`h2-tls ${req.url} ${req.httpVersion}`);
+  });
+  await new Promise<void>((r) => s1.listen(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => s2.listen(0, '127.0.0.1', () => r()));
+  const p1 = (s1.address() as import('node:net').AddressInfo).port;
+  const p2 = (s2.address() as import('node:net').AddressInfo).port;
+  const p = await startPlane({
+    clusters: [
+      cluster('tls1', p1, { tls: { caFile: cert.certFile, sni: 'localhost' } }),
+      cluster('tls2', p2, { protocol: 'HTTP2', tls: { caFile: cert.certFile, sni: 'localhost' } }),
+      cluster('untrusted', p1, { tls: { sni: 'localhost' } }),
+    ],
+    routeTables: [
+      {
+        name: 'd',
+        virtualHosts: [
+          {
+            name: 'v',
+            domains: ['*'],
+            routes: [
+              { name: 'a', match: { prefix: '/one' }, route: { cluster: 'tls1' } },
+              { name: 'b', match: { prefix: '/two' }, route: { cluster: 'tls2' } },
+              { name: 'c', match: { prefix: '/untrusted' }, route: { cluster: 'untrusted' } },
+            ],
+          },
+        ],
+      },
+    ],
+  });
+  try {
+    const r1 = await request(`http://127.0.0.1:${p.ports.http}/one`);
+    assert.equal(await r1.body.text(), 'h1-tls /one 1.1');
+    const r2 = await request(`http://127.0.0.1:${p.ports.http}/two`);
+    assert.equal(await r2.body.text(), 'h2-tls /two 2.0');
+    assert.deepEqual(snis, ['localhost', 'localhost']);
+    // A self-signed upstream without caFile fails verification: 503 connection failure, as Envoy.
+    const r3 = await request(`http://127.0.0.1:${p.ports.http}/untrusted`);
+    assert.equal(r3.statusCode, 503);
+    assert.match(await r3.body.text(), /connection failure/);
+  } finally {
+    await p.close();
+    s1.closeAllConnections();
+    await new Promise<void>((r) => s1.close(() => r()));
+    await new Promise<void>((r) => s2.close(() => r()));
+  }
+});
