@@ -5,6 +5,8 @@
  *   --only=a,b       sections: macro, memory, micro, profile (default: all)
  *   --scenarios=a,b  macro scenarios by id (default: all of the mode)
  *   --no-setup       do not install missing Debian packages
+ *   --nice=N         run proxies, upstream and load generators under `nice -n N` (default 0;
+ *                    a negative N takes priority over other work on a shared machine)
  *
  * Layout (2-core machine): wrk/h2load and the upstream on core 0, the proxy under test alone on
  * core 1, the same for every contender. Results: bench/results/results.md, PNG plots and
@@ -19,7 +21,7 @@ import { memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts'
 import { runMicro, type MicroResult } from './lib/micro-runner.ts';
 import { buildPlugins } from './lib/plugins.ts';
 import { writePlots } from './lib/plot.ts';
-import { killAllStarted, stop, type Started } from './lib/proc.ts';
+import { killAllStarted, setNiceness, stop, type Started } from './lib/proc.ts';
 import { runProfile, type ProfileResult } from './lib/profile.ts';
 import { renderReport, type Report } from './lib/report.ts';
 import { ensurePeers, toolVersions } from './lib/setup.ts';
@@ -30,6 +32,8 @@ const quick = argv.includes('--quick');
 const opt = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]?.split(',');
 const sections = new Set(opt('only') ?? ['macro', 'memory', 'micro', 'profile']);
 const onlyScenarios = opt('scenarios');
+const niceness = Number(opt('nice')?.[0] ?? 0);
+setNiceness(niceness);
 
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
@@ -114,9 +118,10 @@ async function main(): Promise<void> {
     memory: [],
     micro: undefined,
     profile: undefined,
+    niceness,
     settings: quick
       ? { warmSeconds: 0.5, runSeconds: 1, runs: 3, latencySeconds: 1, maxExtraRuns: 0 }
-      : { warmSeconds: 2, runSeconds: 5, runs: 3, latencySeconds: 5, maxExtraRuns: 2 },
+      : { warmSeconds: 2, runSeconds: 5, runs: 3, latencySeconds: 5, maxExtraRuns: 1 },
     durationSeconds: 0,
   };
 
@@ -129,13 +134,13 @@ async function main(): Promise<void> {
       // Latency runs use one fixed rate for every contender of a scenario family: half of meshext's
       // passthrough maximum (its cell runs first), so the percentiles compare like with like.
       const rates = new Map<string, number>();
-      // Full mode may spend up to 4 minutes in total waiting for other work on the machine to pause.
-      const quiet = { ms: quick ? 0 : 240_000 };
+      // Full mode may spend up to 2 minutes in total waiting for other work on the machine to pause.
+      const quiet = { ms: quick ? 0 : 120_000 };
       for (const sc of list) {
         const family = sc.bodyBytes ? 'upload' : sc.protocol;
         for (const spec of sc.contenders) {
           log(`${sc.id}: ${spec.proxy}${spec.ext !== 'none' ? ` + ${spec.ext}` : ''}${spec.stack > 1 ? ` x${spec.stack}` : ''}`);
-          const cell: CellResult = await runCell(sc, spec, { ...report.settings, work: WORK, wasmPaths, upstream, log, quiet, quietMaxMs: quick ? 0 : 8000 }, (done) => {
+          const cell: CellResult = await runCell(sc, spec, { ...report.settings, work: WORK, wasmPaths, upstream, log, quiet, quietMaxMs: quick ? 0 : 5000 }, (done) => {
             if (!rates.has(family) && sc.protocol === 'h1') {
               rates.set(family, Math.max(100, Math.round((done.rps * 0.5) / 100) * 100));
               log(`    fixed rate for the ${family} latency runs: ${rates.get(family)} req/s (half of this cell's maximum)`);
@@ -155,7 +160,7 @@ async function main(): Promise<void> {
     upstream = undefined;
 
     if (sections.has('memory')) {
-      const concurrencies = quick ? [1, 4] : [1, 2, 4, 8, 16];
+      const concurrencies = quick ? [1, 2] : [1, 2, 4, 8, 16];
       const variants: MemVariant[] = ['none', 'lua', 'wasm'];
       for (const cc of concurrencies) {
         for (const v of variants) {

@@ -10,7 +10,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCapture } from './proc.ts';
+import { pinnedCommand, runCapture } from './proc.ts';
 
 export interface WrkOptions {
   url: string;
@@ -72,8 +72,8 @@ function wrkScript(o: WrkOptions): string {
 export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   const script = join(o.workDir, `wrk-${o.tag}.lua`);
   writeFileSync(script, wrkScript(o));
-  const args = ['-c', o.cpus, 'wrk', '-t1', `-c${o.connections}`, `-d${Math.max(1, Math.round(o.seconds))}s`, '--timeout', '5s', '-s', script, o.url];
-  const r = await runCapture('taskset', args, (o.seconds + 20) * 1000);
+  const [exe, args] = pinnedCommand(o.cpus, 'wrk', ['-t1', `-c${o.connections}`, `-d${Math.max(1, Math.round(o.seconds))}s`, '--timeout', '5s', '-s', script, o.url]);
+  const r = await runCapture(exe, args, (o.seconds + 20) * 1000);
   const m = /WRKJSON (\{.*\})/.exec(r.stdout);
   if (!m) throw new Error(`wrk failed (exit ${r.code}): ${(r.stderr || r.stdout).slice(0, 400)}`);
   const j = JSON.parse(m[1]!) as Record<string, number>;
@@ -117,10 +117,11 @@ function toUs(v: string, unit: string): number {
 }
 
 export async function runH2load(o: H2Options): Promise<H2Result> {
-  const args = ['-c', o.cpus, 'h2load', '-t1', '-c', String(o.clients), '-m', String(o.streams), '-D', String(Math.max(1, Math.round(o.seconds)))];
-  for (const [k, v] of Object.entries(o.headers ?? {})) args.push('-H', `${k}: ${v}`);
-  args.push(o.url);
-  const r = await runCapture('taskset', args, (o.seconds + 20) * 1000);
+  const h2args = ['-t1', '-c', String(o.clients), '-m', String(o.streams), '-D', String(Math.max(1, Math.round(o.seconds)))];
+  for (const [k, v] of Object.entries(o.headers ?? {})) h2args.push('-H', `${k}: ${v}`);
+  h2args.push(o.url);
+  const [exe, args] = pinnedCommand(o.cpus, 'h2load', h2args);
+  const r = await runCapture(exe, args, (o.seconds + 20) * 1000);
   const fin = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(r.stdout);
   const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(r.stdout);
   const t = /time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)/.exec(r.stdout);

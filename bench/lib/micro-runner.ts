@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { CORES } from './contenders.ts';
 import { BENCH, NODE } from './paths.ts';
-import { runCapture } from './proc.ts';
+import { pinnedCommand, runCapture } from './proc.ts';
 
 export interface MicroRow {
   group: string;
@@ -22,8 +22,8 @@ export interface MicroResult {
 }
 
 export async function runMicro(quick: boolean, wasmPaths: Partial<Record<string, string>>, log: (s: string) => void): Promise<MicroResult> {
-  const args = ['-c', CORES.proxy, NODE, join(BENCH, 'micro.ts'), '--json', ...(quick ? ['--quick'] : [])];
-  const r = await runCapture('taskset', args, quick ? 120_000 : 300_000, { env: { ...process.env, BENCH_WASM_PATHS: JSON.stringify(wasmPaths) } });
+  const [exe, args] = pinnedCommand(CORES.proxy, NODE, [join(BENCH, 'micro.ts'), '--json', ...(quick ? ['--quick'] : [])]);
+  const r = await runCapture(exe, args, quick ? 120_000 : 300_000, { env: { ...process.env, BENCH_WASM_PATHS: JSON.stringify(wasmPaths) } });
   const line = r.stdout.split('\n').find((l) => l.startsWith('MICROJSON '));
   if (!line) {
     log(`micro: failed (exit ${r.code}): ${r.stderr.slice(-400)}`);

@@ -48,11 +48,12 @@ function niceTicks(max: number, n = 5): number[] {
 function fmtTick(v: number): string {
   if (v >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
   if (v >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
-  return `${+v.toFixed(2)}`;
+  if (v >= 100) return `${Math.round(v)}`;
+  return `${+v.toFixed(v >= 10 ? 1 : 2)}`;
 }
 
 /** Horizontal grouped bars; `log` uses a log10 axis (latencies). */
-function barChart(title: string, unit: string, series: BarSeries[], rows: BarRow[], opts: { log?: boolean } = {}): string {
+function barChart(title: string, unit: string, series: BarSeries[], rows: BarRow[], opts: { log?: boolean; legend?: BarSeries[] } = {}): string {
   const labelW = 290;
   const plotW = 560;
   const barH = 14;
@@ -83,7 +84,7 @@ function barChart(title: string, unit: string, series: BarSeries[], rows: BarRow
   ];
   // Legend.
   let lx = labelW;
-  for (const s of series) {
+  for (const s of opts.legend ?? series) {
     parts.push(`<rect x="${lx}" y="32" width="12" height="12" fill="${s.color}"/><text x="${lx + 16}" y="42">${esc(s.name)}</text>`);
     lx += 24 + s.name.length * 7;
   }
@@ -120,10 +121,10 @@ interface Line {
 }
 
 function lineChart(title: string, xLabel: string, yLabel: string, xs: number[], lines: Line[]): string {
-  const width = 820;
+  const width = 900;
   const height = 480;
   const left = 70;
-  const right = 230;
+  const right = 260;
   const top = 50;
   const bottom = 60;
   const plotW = width - left - right;
@@ -186,8 +187,10 @@ export async function writePlots(r: Report, dir: string): Promise<string[]> {
     const rows = (val: (c: CellResult) => number): BarRow[] =>
       cells.map((c) => ({ label: cellLabel(c, short), values: [c.status === 'ok' ? val(c) : NaN], color: PROXY_COLORS[c.spec.proxy], note: c.status === 'ok' ? 'n/a' : c.status === 'unavailable' ? 'not available yet' : 'failed' }));
     const legend = Object.entries(PROXY_COLORS).map(([name, color]) => ({ name, color }));
-    out.push(toPng(barChart('Throughput by scenario (median req/s, one proxy core)', 'requests per second', legend, rows((c) => c.rps)), dir, 'throughput'));
-    out.push(toPng(barChart('Proxy CPU per request (median, lower is better)', 'µs of proxy CPU per request', legend, rows((c) => c.cpuUsPerReq)), dir, 'cpu-per-request'));
+    // One bar per row, coloured by proxy; the legend names the colours.
+    const one = [{ name: 'value', color: '#888' }];
+    out.push(toPng(barChart('Throughput by scenario (median req/s, one proxy core)', 'requests per second', one, rows((c) => c.rps), { legend }), dir, 'throughput'));
+    out.push(toPng(barChart('Proxy CPU per request (median, lower is better)', 'µs of proxy CPU per request', one, rows((c) => c.cpuUsPerReq), { legend }), dir, 'cpu-per-request'));
     const lat = cells.filter((c) => c.latency);
     if (lat.length) {
       const series = [
