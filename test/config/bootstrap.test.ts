@@ -255,12 +255,12 @@ describe('bootstrap: errors, all at once, with file:line: path: message', () => 
     {
       name: 'YAML syntax error',
       yaml: 'listeners:\n  - name: [a\n',
-      want: [/^F:\d: : YAML: /.source],
+      want: [/^F:\d: YAML: /.source],
     },
     {
       name: 'the document must be a mapping',
       yaml: '- a\n- b\n',
-      want: ['F:1: : the bootstrap must be a YAML mapping (key: value pairs)'],
+      want: ['F:1: the bootstrap must be a YAML mapping (key: value pairs)'],
     },
     {
       name: 'required listener fields',
