@@ -18,7 +18,7 @@ function problems(text: string, file = join(dir, 'bootstrap.yaml')): string[] {
     assert.ok(err instanceof ConfigError, String(err));
     assert.equal(err.code, 'MESHEXT_ERR_CONFIG');
     assert.ok(MeshextError.is(err));
-    assert.equal(err.message, err.issues.map((i) => `${i.file}:${i.line}: ${i.path}: ${i.message}`).join('\n'));
+    assert.equal(err.message, err.issues.map((i) => (i.path ? `${i.file}:${i.line}: ${i.path}: ${i.message}` : `${i.file}:${i.line}: ${i.message}`)).join('\n'));
     return err.message.split('\n').map((l) => l.replace(`${file}:`, 'F:'));
   }
   assert.fail('expected a ConfigError');
