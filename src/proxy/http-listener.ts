@@ -215,12 +215,20 @@ export class HttpListener implements StreamContext {
     const scheme = this.#tls ? 'https' : 'http';
     if (isH2) {
       const raw = req.rawHeaders;
+      let host: string | undefined;
       for (let i = 0; i < raw.length; i += 2) {
         const n = raw[i]!.toLowerCase();
         if (isHopByHop(n) && !(n === 'te' && raw[i + 1] === 'trailers')) continue;
         if (n === 'expect' && isExpectContinue(raw[i + 1]!)) continue;
+        if (n === 'host') {
+          // The authority travels as :authority; a Host header stands in when it is absent
+          // (RFC 9113 §8.3.1), as HTTP/1.1's Host does.
+          host ??= raw[i + 1]!;
+          continue;
+        }
         headers.add(n, raw[i + 1]!);
       }
+      if (host !== undefined && !headers.has(':authority')) headers.add(':authority', host);
       if (!headers.has(':scheme')) headers.add(':scheme', scheme);
     } else {
       headers.names.push(':authority', ':path', ':method', ':scheme');

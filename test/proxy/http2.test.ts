@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import https from 'node:https';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { cluster, listener } from '../helpers/bootstrap.ts';
@@ -267,5 +268,69 @@ test('TLS to the upstream: HTTP/1.1 and HTTP/2 clusters verify the upstream cert
     s1.closeAllConnections();
     await new Promise<void>((r) => s1.close(() => r()));
     await new Promise<void>((r) => s2.close(() => r()));
+  }
+});
+
+/** One HTTP/2 frame (RFC 9113 §4.1). */
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+}
+
+test('HTTP/2 request with a Host header and no :authority: Host is the authority (RFC 9113 §8.3.1)', async () => {
+  const p = await startPlane({
+    clusters: [cluster('h1', up1.port)],
+    routeTables: [
+      {
+        name: 'd',
+        virtualHosts: [
+          { name: 'svc', domains: ['svc.example'], routes: [{ name: 'svc', match: { prefix: '/' }, route: { cluster: 'h1' } }] },
+          { name: 'other', domains: ['*'], routes: [{ name: 'other', match: { prefix: '/' }, directResponse: { status: 404, body: 'wrong vhost' } }] },
+        ],
+      },
+    ],
+  });
+  const s = net.connect({ host: '127.0.0.1', port: p.ports.http! });
+  try {
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    // HPACK: :method GET, :path /, :scheme http, then `host: svc.example` (literal, static name index 38).
+    const block = Buffer.concat([Buffer.from([0x82, 0x84, 0x86, 0x0f, 38 - 15, 11]), Buffer.from('svc.example')]);
+    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x4 | 0x1, 1, block)]));
+    // Read frames until the response's DATA for stream 1 ends.
+    let buf = Buffer.alloc(0);
+    let body = '';
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no response')), 10_000);
+      s.on('data', (c: Buffer) => {
+        buf = Buffer.concat([buf, c]);
+        while (buf.length >= 9) {
+          const len = buf.readUIntBE(0, 3);
+          if (buf.length < 9 + len) break;
+          const type = buf[3]!;
+          const flags = buf[4]!;
+          const sid = buf.readUInt32BE(5) & 0x7fffffff;
+          const payload = buf.subarray(9, 9 + len);
+          buf = buf.subarray(9 + len);
+          if (type === 4 && (flags & 1) === 0) s.write(frame(4, 1, 0, Buffer.alloc(0))); // SETTINGS ack
+          if (type === 0 && sid === 1) {
+            body += payload.toString();
+            if (flags & 1) {
+              clearTimeout(t);
+              resolve();
+            }
+          }
+        }
+      });
+    });
+    const seen = JSON.parse(body) as Seen;
+    assert.equal(seen.authority, 'svc.example');
+    assert.equal(seen.path, '/');
+  } finally {
+    s.destroy();
+    await p.close();
   }
 });
