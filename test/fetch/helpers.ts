@@ -30,9 +30,9 @@ export const registrySkip: string | false = !REGISTRY_BIN
   ? 'docker-registry not installed (apt-get install docker-registry); .ci/run installs it'
   : !HTPASSWD_BIN
     ? 'htpasswd not installed (apt-get install apache2-utils)'
-    : !OPENSSL_BIN
-      ? 'openssl not installed'
-      : false;
+    : false;
+/** Suites that also need certificates (TLS registry, token server) skip without openssl. */
+export const registryTlsSkip: string | false = registrySkip || (!OPENSSL_BIN ? 'openssl not installed (apt-get install openssl)' : false);
 
 export function tempDir(prefix = 'meshext-fetch-'): string {
   return mkdtempSync(join(tmpdir(), prefix));

@@ -21,7 +21,7 @@ import { SsrfGuard } from '../../src/fetch/ssrf.ts';
 import { Transport } from '../../src/fetch/transport.ts';
 import { logger } from '../../src/observability/log.ts';
 import { StatsStore } from '../../src/observability/stats.ts';
-import { assertBytes, cleanup, registrySkip, startHttpServer, startRegistry, startTokenServer, tempDir, wasmModule, which } from './helpers.ts';
+import { assertBytes, cleanup, registrySkip, registryTlsSkip, startHttpServer, startRegistry, startTokenServer, tempDir, wasmModule, which } from './helpers.ts';
 import type { Registry, TokenServer } from './helpers.ts';
 
 const isCode = (code: string) => (e: unknown) => FetchError.isFetchError(e) && e.code === code;
@@ -317,7 +317,7 @@ describe('oci:// with htpasswd basic auth and pull secrets', { skip: registrySki
   });
 });
 
-describe('oci:// with bearer tokens from a token server', { skip: registrySkip }, () => {
+describe('oci:// with bearer tokens from a token server', { skip: registryTlsSkip }, () => {
   let dir: string;
   let ts: TokenServer;
   let reg: Registry;
@@ -369,7 +369,7 @@ describe('oci:// with bearer tokens from a token server', { skip: registrySkip }
   });
 });
 
-describe('oci:// over TLS', { skip: registrySkip }, () => {
+describe('oci:// over TLS', { skip: registryTlsSkip }, () => {
   let dir: string;
   let reg: Registry;
   before(async () => {
