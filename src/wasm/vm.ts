@@ -698,8 +698,10 @@ export class WasmVm {
 
   /** Current memory as bytes; re-derived when memory.grow replaced the buffer. */
   u8(): Uint8Array {
-    const buf = this.ex.memory!.buffer;
-    if (buf !== this.#mem) {
+    // memory.grow detaches the previous ArrayBuffer, whose views then read length 0: checking
+    // the cached view's length avoids the (measurably slow) memory.buffer getter on every access.
+    if (this.#u8.length === 0) {
+      const buf = this.ex.memory!.buffer;
       this.#mem = buf;
       this.#u8 = new Uint8Array(buf);
       this.#dv = new DataView(buf);

@@ -76,3 +76,15 @@ const a = run('WAT plugin, no limits', (s) => plain.createHttpFilter(s), n);
 const b = run('WAT plugin, CPU budget + memory cap', (s) => fuel.createHttpFilter(s), n);
 const c = run('AssemblyScript SDK plugin (headers.as)', (s) => as.createHttpFilter(s), Math.floor(n / 4));
 console.log(`net plugin cost: WAT ${(a - base).toFixed(2)} µs, WAT+limits ${(b - base).toFixed(2)} µs, AS SDK ${(c - base).toFixed(2)} µs`);
+
+// Memory per additional VM (what each extra worker pays for this plugin, beyond Node's own
+// per-worker isolate): instantiate the AS plugin 50 more times from the cached compiled module.
+const gc = (globalThis as { gc?: () => void }).gc;
+gc?.();
+const m0 = process.memoryUsage();
+const keep = [];
+for (let i = 0; i < 50; i++) keep.push(await plugin(await buildAs('headers'), { rootId: 'headers', cpuBudgetMs: 1000, maxPages: 1024, name: `mem${i}` }));
+gc?.();
+const m1 = process.memoryUsage();
+const per = (k: keyof NodeJS.MemoryUsage) => ((m1[k] - m0[k]) / 50 / 1024).toFixed(0);
+console.log(`per extra VM of headers.as: rss ${per('rss')} KiB, wasm memory ${(keep[0]!.vm!.memoryBytes() / 1024).toFixed(0)} KiB, JS heap ${per('heapUsed')} KiB${gc ? '' : ' (run with --expose-gc for stable numbers)'}`);
