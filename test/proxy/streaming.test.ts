@@ -296,3 +296,42 @@ test('a slow reader pauses the upstream: a 256 MiB download to a client that sto
   assert.equal(n, total);
   assert.ok(during.abGrowth < 64 * 1024 * 1024, `arrayBuffers grew by ${MiB(during.abGrowth)} while the client was not reading`);
 });
+
+test('a client that aborts mid-download cancels the upstream response (HTTP/1.1 and HTTP/2 downstream)', { timeout: 60_000 }, async () => {
+  const total = 512 * 1024 * 1024;
+  const closed: string[] = [];
+  const watch = (_req: http.IncomingMessage, res: http.ServerResponse) => res.on('close', () => closed.push(res.writableFinished ? 'finished' : 'aborted'));
+  up1.server.prependListener('request', watch);
+  try {
+    // HTTP/1.1: read 1 MiB, then drop the connection.
+    const res = await request(`http://127.0.0.1:${port}/download?n=${total}`);
+    let n = 0;
+    for await (const c of res.body) {
+      n += (c as Buffer).length;
+      if (n > 1024 * 1024) break; // destroys the body and the connection
+    }
+    // HTTP/2: read 1 MiB, then RST_STREAM.
+    const session = await h2Connect(`http://127.0.0.1:${port}`);
+    try {
+      await new Promise<void>((resolve) => {
+        const s = session.request({ ':method': 'GET', ':path': `/download?n=${total}` });
+        let got = 0;
+        s.on('error', () => {});
+        s.on('data', (c: Buffer) => {
+          got += c.length;
+          if (got > 1024 * 1024 && !s.closed) {
+            s.close(http2.constants.NGHTTP2_CANCEL);
+            resolve();
+          }
+        });
+      });
+    } finally {
+      await h2Close(session);
+    }
+    const deadline = Date.now() + 20_000;
+    while (closed.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(closed, ['aborted', 'aborted'], 'the upstream responses were cut short, not streamed to the end');
+  } finally {
+    up1.server.off('request', watch);
+  }
+});
