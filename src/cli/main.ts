@@ -118,6 +118,7 @@ export function buildCli(): Command {
           concurrency: Number(opts.concurrency),
           extensionPaths: opts.extensions,
           commandLine: { config: opts.config, extensions: opts.extensions ?? [], concurrency: Number(opts.concurrency) },
+          onQuit: () => process.exit(0),
         });
       } catch (err) {
         console.error(`error: the proxy could not start: ${(err as Error).message}`);

@@ -37,6 +37,8 @@ export interface ProxyOptions {
   watch?: boolean;
   /** Command line, for /server_info. */
   commandLine?: Record<string, unknown>;
+  /** Called by the admin `/quitquitquit` after the proxy closed (the CLI exits the process). */
+  onQuit?: () => void;
 }
 
 /** What one apply produced, for callers and tests. */
@@ -48,6 +50,7 @@ export interface ReloadOutcome {
 interface Plane {
   apply(set: ExtensionSet): Promise<ApplyResult>;
   stats(): Promise<StatsSnapshot>;
+  resetCounters(): Promise<void>;
   configDump(): Promise<unknown>;
   drain(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
@@ -63,6 +66,9 @@ class InProcessPlane implements Plane {
   }
   async stats() {
     return this.dp.stats.snapshot();
+  }
+  async resetCounters() {
+    this.dp.stats.resetCounters();
   }
   async configDump() {
     return this.dp.configDump();
@@ -109,6 +115,9 @@ class WorkerPlane implements Plane {
   }
   stats() {
     return this.#call<StatsSnapshot>({ type: 'stats' });
+  }
+  async resetCounters() {
+    await this.#call({ type: 'resetCounters' });
   }
   configDump() {
     return this.#call<unknown>({ type: 'configDump' });
@@ -161,6 +170,7 @@ export class Proxy implements AdminSource {
   #applyChain: Promise<unknown> = Promise.resolve();
   readonly #startedAt = Date.now();
   readonly #commandLine: Record<string, unknown>;
+  #onQuit: (() => void) | undefined;
 
   private constructor(bootstrap: BootstrapConfig, planes: Plane[], workers: number, ports: Record<string, number>, commandLine: Record<string, unknown>) {
     this.bootstrap = bootstrap;
@@ -213,6 +223,7 @@ export class Proxy implements AdminSource {
       }
     }
     const proxy = new Proxy(bootstrap, planes, workers, ports, opts.commandLine ?? {});
+    proxy.#onQuit = opts.onQuit;
     try {
       if (opts.admin !== false) await proxy.#startServers();
       const paths = [...bootstrap.extensions, ...(opts.extensionPaths ?? [])];
@@ -344,6 +355,23 @@ export class Proxy implements AdminSource {
     return {
       listener_statuses: this.bootstrap.listeners.map((l) => ({ name: l.name, local_address: { socket_address: { address: l.address, port_value: this.#ports[l.name] ?? l.port } } })),
     };
+  }
+
+  async resetCounters(): Promise<void> {
+    await Promise.all(this.#planes.map((p) => p.resetCounters()));
+  }
+
+  /** Admin `/drain_listeners`: stop accepting (graceful: let in-flight requests finish first). */
+  async drainListeners(o: { inboundOnly: boolean; graceful: boolean }): Promise<void> {
+    void o.inboundOnly; // every listener drains: meshext does not split inbound and outbound here
+    await this.drain(o.graceful ? this.bootstrap.drainTimeoutMs : 0);
+  }
+
+  /** Admin `/quitquitquit`: close everything, then tell the owner (the CLI exits). */
+  async quit(): Promise<void> {
+    setImmediate(() => {
+      void this.close().then(() => this.#onQuit?.());
+    });
   }
 
   // ------------------------------------------------------------------ shutdown

@@ -275,6 +275,11 @@ class TcpSession implements NetworkFilterCallbacks {
     });
   }
 
+  /** Periodic TCP metrics report (Istio reports long-lived connections' bytes as they flow). */
+  reportMetrics(): void {
+    if (!this.#finished) this.#report.report();
+  }
+
   writeDownstream(data: Buffer): void {
     if (this.#closed || data.length === 0) return;
     this.streamInfo.bytesSent += data.length;
@@ -326,6 +331,7 @@ export class TcpListener {
   readonly #sessions = new Set<TcpSession>();
   readonly #sockets = new Set<net.Socket>();
   #drainWaiters: (() => void)[] = [];
+  #reportTimer: NodeJS.Timeout | undefined;
 
   constructor(config: ListenerConfig, chain: readonly NetworkFilterFactory[], clusters: Clusters, stats: StatsStore, identity: ProxyIdentity) {
     this.config = config;
@@ -361,6 +367,11 @@ export class TcpListener {
         resolve();
       });
     });
+    // Istio's TCP metrics report open connections periodically (its stats filter flushes every 15 s).
+    this.#reportTimer = setInterval(() => {
+      for (const s of this.#sessions) s.reportMetrics();
+    }, 15_000);
+    this.#reportTimer.unref();
   }
 
   sessionDone(s: TcpSession): void {
@@ -385,6 +396,7 @@ export class TcpListener {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#reportTimer);
     for (const s of this.#sockets) s.destroy();
     const server = this.#server;
     if (server) await new Promise<void>((r) => server.close(() => r()));

@@ -10,6 +10,7 @@ import { DataPlane } from './data-plane.ts';
 export type WorkerRequest =
   | { id: number; type: 'apply'; set: import('../config/types.ts').ExtensionSet }
   | { id: number; type: 'stats' }
+  | { id: number; type: 'resetCounters' }
   | { id: number; type: 'configDump' }
   | { id: number; type: 'drain'; timeoutMs: number }
   | { id: number; type: 'close' };
@@ -37,6 +38,10 @@ async function main(): Promise<void> {
           break;
         case 'stats':
           value = dp.stats.snapshot();
+          break;
+        case 'resetCounters':
+          dp.stats.resetCounters();
+          value = true;
           break;
         case 'configDump':
           value = dp.configDump();
