@@ -56,3 +56,12 @@ test('two workers serve one port; stats merge; extensions run in every worker', 
   const res = await request(`http://127.0.0.1:${proxy.adminPort}/stats?filter=downstream_rq_total`);
   assert.match(await res.body.text(), new RegExp(`http.http.downstream_rq_total: ${n}`));
 });
+
+test('admin /reset_counters zeroes counters in every worker', async () => {
+  const res = await request(`http://127.0.0.1:${proxy.adminPort}/reset_counters`, { method: 'POST' });
+  await res.body.dump();
+  assert.equal(res.statusCode, 200);
+  const stats = await proxy.stats();
+  const total = stats.find((s) => s.name === 'http.http.downstream_rq_total');
+  assert.equal(total?.kind === 'counter' ? total.value : -1, 0);
+});
