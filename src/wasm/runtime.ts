@@ -39,11 +39,31 @@ export const localModuleSource: ModuleSource = async (wasm, ext) => {
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 };
 
-let moduleSource: ModuleSource = localModuleSource;
+let moduleSource: ModuleSource | undefined;
 
 /** Installs the module fetcher (src/fetch: oci://, http(s)://, with caching and sha256 checks). */
 export function setModuleSource(source: ModuleSource): void {
   moduleSource = source;
+}
+
+const isLocal = (url: string) => url.startsWith('file://') || url.startsWith('/') || url.startsWith('./') || url.startsWith('../');
+
+// Default when nobody called setModuleSource(): local files here, every other scheme through
+// src/fetch when that module is present (imported lazily: the runtime has no hard dependency).
+let remote: Promise<ModuleSource | undefined> | undefined;
+function remoteSource(): Promise<ModuleSource | undefined> {
+  remote ??= import('../fetch/module-source.ts').then(
+    (m: { createFetchModuleSource?: (fallback: ModuleSource) => ModuleSource }) => m.createFetchModuleSource?.(localModuleSource),
+    () => undefined,
+  );
+  return remote;
+}
+
+async function fetchModule(wasm: WasmConfig, ext: TrafficExtension, services: ModuleSourceServices): Promise<Uint8Array> {
+  if (moduleSource) return moduleSource(wasm, ext, services);
+  if (isLocal(wasm.url)) return localModuleSource(wasm, ext, services);
+  const r = await remoteSource();
+  return (r ?? localModuleSource)(wasm, ext, services);
 }
 
 export interface WasmRuntimeOverrides {
@@ -127,7 +147,7 @@ export const wasmRuntime: ExtensionRuntime = {
     const opts = pluginOptions(ext, services);
     let bytes: Uint8Array | Error;
     try {
-      bytes = await moduleSource(wasm, ext, services);
+      bytes = await fetchModule(wasm, ext, services);
     } catch (err) {
       bytes = err as Error;
     }

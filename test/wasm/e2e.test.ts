@@ -277,3 +277,30 @@ test('gRPC unary callout through the proxy to an HTTP/2 cluster: pause, reply re
     await grpcServer.close();
   }
 });
+
+test('remote module over http:// through src/fetch (the default remote source)', { timeout: 60_000 }, async () => {
+  const bytes = await buildWat(watPlugin({ imports: '(import "env" "proxy_add_header_map_value" (func $addh (param i32 i32 i32 i32 i32) (result i32)))', extra: '(data (i32.const 5300) "x-remote")', bodies: { proxy_on_response_headers: '(drop (call $addh (i32.const 2) (i32.const 5300) (i32.const 8) (i32.const 5300) (i32.const 8))) (i32.const 0)' } }));
+  let served = 0;
+  const wasmServer = await startHttp1((_req, res) => {
+    served++;
+    res.writeHead(200, { 'content-type': 'application/wasm' });
+    res.end(Buffer.from(bytes));
+  });
+  const set = loadExtensionObjects([ext('remote', { url: `http://127.0.0.1:${wasmServer.port}/plugin.wasm`, pluginConfig: { a: 1 } })]);
+  assert.deepEqual(set.issues, []);
+  const rp = await startProxy({
+    bootstrap: bootstrap({ clusters: [cluster('echo', upstream.port)], routeTables: [routeAll('echo')], wasm: { memoryLimitBytes: 64 << 20, cpuBudgetMs: 500, cacheDir: join(dir, 'fetch-cache'), insecureRegistries: [], allowLoopbackFetch: true } }),
+    extensions: set.set,
+    admin: false,
+  });
+  try {
+    const res = await request(`http://127.0.0.1:${rp.ports.http}/`);
+    await res.body.dump();
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['x-remote'], 'x-remote');
+    assert.ok(served >= 1);
+  } finally {
+    await rp.close();
+    await wasmServer.close();
+  }
+});

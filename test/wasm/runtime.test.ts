@@ -71,9 +71,12 @@ test('load from file:// and relative paths; describe(); release', async () => {
 });
 
 test('fetch failures follow istio-agent: deny-all 403 (FAIL_CLOSE, FAIL_RELOAD) or allow-all (FAIL_OPEN); the module source is pluggable', async () => {
+  setModuleSource(async (wasm) => {
+    throw new Error(`cannot fetch ${wasm.url}`);
+  });
   const closed = await wasmRuntime.load(ext({ url: 'oci://registry.invalid/p:1' }), services());
   assert.equal(closed.describe().state, 'fetch_failed');
-  assert.match(String(closed.describe().reason), /no module fetcher/);
+  assert.match(String(closed.describe().reason), /cannot fetch oci:\/\/registry.invalid/);
   const ex = await exchange(closed.httpFilterFactory({} as never)!);
   assert.equal(ex.local?.status, 403);
   assert.equal(ex.local?.body, 'RBAC: access denied');
