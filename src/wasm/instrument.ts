@@ -170,6 +170,25 @@ interface RewriteCtx {
   fuelFunc: number;
   fuel: boolean;
   loops: number;
+  /** Set when the current function body contains a tail call. */
+  tailCall: boolean;
+}
+
+/**
+ * global.get F; i32.eqz; if; call fuel_check; global.set F; end;
+ * global.get F; i32.const 1; i32.sub; global.set F
+ */
+function emitFuelCheck(w: Writer, ctx: RewriteCtx): void {
+  w.byte(0x23); w.u32(ctx.fuelGlobal);
+  w.byte(0x45);
+  w.byte(0x04); w.byte(0x40);
+  w.byte(0x10); w.u32(ctx.fuelFunc);
+  w.byte(0x24); w.u32(ctx.fuelGlobal);
+  w.byte(0x0b);
+  w.byte(0x23); w.u32(ctx.fuelGlobal);
+  w.byte(0x41); w.byte(0x01);
+  w.byte(0x6b);
+  w.byte(0x24); w.u32(ctx.fuelGlobal);
 }
 
 function remapFunc(idx: number, ctx: RewriteCtx): number {
@@ -197,18 +216,7 @@ function rewriteExpr(r: Reader, w: Writer, ctx: RewriteCtx, stopAtFinalEnd: bool
         w.bytes(r.b.subarray(start, r.pos));
         if (ctx.fuel) {
           ctx.loops++;
-          // global.get F; i32.eqz; if; call fuel_check; global.set F; end;
-          // global.get F; i32.const 1; i32.sub; global.set F
-          w.byte(0x23); w.u32(ctx.fuelGlobal);
-          w.byte(0x45);
-          w.byte(0x04); w.byte(0x40);
-          w.byte(0x10); w.u32(ctx.fuelFunc);
-          w.byte(0x24); w.u32(ctx.fuelGlobal);
-          w.byte(0x0b);
-          w.byte(0x23); w.u32(ctx.fuelGlobal);
-          w.byte(0x41); w.byte(0x01);
-          w.byte(0x6b);
-          w.byte(0x24); w.u32(ctx.fuelGlobal);
+          emitFuelCheck(w, ctx);
         }
         continue;
       case 0x1f: { // try_table
@@ -234,6 +242,7 @@ function rewriteExpr(r: Reader, w: Writer, ctx: RewriteCtx, stopAtFinalEnd: bool
         w.bytes(r.b.subarray(start, r.pos));
         continue;
       case 0x10: case 0x12: case 0xd2: { // call, return_call, ref.func
+        if (op === 0x12) ctx.tailCall = true;
         const idx = r.u32();
         w.byte(op);
         w.u32(remapFunc(idx, ctx));
@@ -243,6 +252,7 @@ function rewriteExpr(r: Reader, w: Writer, ctx: RewriteCtx, stopAtFinalEnd: bool
         break;
     }
     // Everything else is copied verbatim after skipping its immediates.
+    if (op === 0x13 || op === 0x15) ctx.tailCall = true; // return_call_indirect, return_call_ref
     skipImmediates(op, r);
     w.bytes(r.b.subarray(start, r.pos));
   }
@@ -484,7 +494,7 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
   importSec.body = imp.body;
 
   // 3. Globals: count defined ones, append the fuel counter, remap ref.func in init exprs.
-  const ctx: RewriteCtx = { shiftFrom: imp.importedFuncs, fuelFunc: imp.importedFuncs, fuelGlobal: 0, fuel: true, loops: 0 };
+  const ctx: RewriteCtx = { shiftFrom: imp.importedFuncs, fuelFunc: imp.importedFuncs, fuelGlobal: 0, fuel: true, loops: 0, tailCall: false };
   let globalSec = sections.find((s) => s.id === 6);
   if (!globalSec) {
     globalSec = { id: 6, body: new Uint8Array([0]) };
@@ -619,6 +629,7 @@ function rewriteCode(body: Uint8Array, ctx: RewriteCtx): Uint8Array {
   const n = r.u32();
   w.u32(n);
   const fw = new Writer();
+  const ew = new Writer();
   for (let i = 0; i < n; i++) {
     const size = r.u32();
     const end = r.pos + size;
@@ -630,9 +641,16 @@ function rewriteCode(body: Uint8Array, ctx: RewriteCtx): Uint8Array {
       fr.u32();
       skipValType(fr);
     }
-    fw.bytes(body.subarray(localStart, fr.pos));
-    rewriteExpr(fr, fw, ctx, true);
+    const locals = body.subarray(localStart, fr.pos);
+    ew.len = 0;
+    ctx.tailCall = false;
+    rewriteExpr(fr, ew, ctx, true);
     if (fr.pos !== end) throw new UnsupportedWasmFeature('function body size mismatch');
+    fw.bytes(locals);
+    // A cycle of tail calls never returns and never loops: each function in such a cycle contains
+    // a tail call, so those functions check the fuel on entry as loop headers do.
+    if (ctx.tailCall) emitFuelCheck(fw, ctx);
+    fw.bytes(ew.result());
     w.u32(fw.len);
     w.bytes(fw.result());
     r.pos = end;

@@ -65,6 +65,26 @@ test('instrumented module validates and computes the same results; fuel import a
   assert.throws(() => ti.boom(), (e: Error) => /boom/.test(e.stack ?? ''));
 });
 
+test('tail-call cycles (return_call) are bounded too: functions containing tail calls check fuel on entry', async () => {
+  const bytes = await buildWat(`(module
+    (func $a (export "spin") (param i32) (result i32) (return_call $b (i32.add (local.get 0) (i32.const 1))))
+    (func $b (param i32) (result i32) (return_call $a (local.get 0)))
+    (func (export "plain") (result i32) (i32.const 7)))`);
+  const out = instrument(bytes, { fuel: true, maxPages: 0 });
+  let checks = 0;
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(out.bytes as Uint8Array<ArrayBuffer>), {
+    [FUEL_IMPORT_MODULE]: {
+      [FUEL_IMPORT_NAME]: () => {
+        if (++checks > 50) throw new Error('budget');
+        return 100;
+      },
+    },
+  }).exports as any;
+  assert.equal(inst.plain(), 7);
+  assert.throws(() => inst.spin(0), /budget/);
+  assert.ok(checks > 50);
+});
+
 test('memory cap only (no fuel) leaves code untouched; initial memory above the cap is refused', async () => {
   const bytes = await sample();
   const out = instrument(bytes, { fuel: false, maxPages: 3 });

@@ -55,7 +55,7 @@ export async function buildWat(nameOrText: string): Promise<Uint8Array> {
   const text = nameOrText.includes('(module') ? nameOrText : await readFile(join(PLUGINS, 'wat', `${nameOrText}.wat`), 'utf8');
   return cached(`wat-${hash(text)}`, async (out) => {
     const wabt = await (await import('wabt')).default();
-    const mod = wabt.parseWat('plugin.wat', text, { multi_value: true, bulk_memory: true, sign_extension: true, mutable_globals: true, reference_types: true });
+    const mod = wabt.parseWat('plugin.wat', text, { multi_value: true, bulk_memory: true, sign_extension: true, mutable_globals: true, reference_types: true, tail_call: true });
     mod.resolveNames();
     mod.validate();
     const { buffer } = mod.toBinary({ write_debug_names: true });
