@@ -32,6 +32,8 @@ typedef struct {
   size_t mem_used;
   size_t mem_max;     /* 0 = unlimited */
   int enforce;        /* the cap applies only while Lua code runs under protection */
+  lua_Alloc base;     /* LuaJIT's own allocator (much faster than malloc for its small objects) */
+  void *base_ud;
   double remaining;   /* hook ticks left in the current run */
   double ticks;       /* hook ticks counted so far */
   int budget;         /* count hook installed */
@@ -61,14 +63,14 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize == 0) {
     if (ptr) {
       s->mem_used -= osize;
-      free(ptr);
+      s->base(s->base_ud, ptr, osize, 0);
     }
     return NULL;
   }
   size_t old = ptr ? osize : 0;
   /* refusing makes Lua raise "not enough memory" after an emergency GC; the state stays usable */
   if (nsize > old && s->enforce && s->mem_max && s->mem_used + (nsize - old) > s->mem_max) return NULL;
-  void *p = realloc(ptr, nsize);
+  void *p = s->base(s->base_ud, ptr, osize, nsize);
   if (p) s->mem_used = s->mem_used - old + nsize;
   return p;
 }
@@ -397,11 +399,15 @@ static napi_value js_new_state(napi_env env, napi_callback_info info) {
   if (!s) return throw_msg(env, "out of memory");
   s->mem_max = limit > 0 ? (size_t)limit : 0;
   s->remaining = INFINITY;
-  s->L = lua_newstate(capped_alloc, s);
+  /* luaL_newstate gives LuaJIT's internal allocator; wrapping it keeps its speed and adds the cap */
+  s->L = luaL_newstate();
   if (!s->L) {
     free(s);
     return throw_msg(env, "cannot create LuaJIT state");
   }
+  s->base = lua_getallocf(s->L, &s->base_ud);
+  s->mem_used = (size_t)lua_gc(s->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(s->L, LUA_GCCOUNTB, 0);
+  lua_setallocf(s->L, capped_alloc, s);
   lua_atpanic(s->L, panic);
   luaL_openlibs(s->L);
   s->budget = budget;
@@ -573,6 +579,79 @@ static napi_value run(napi_env env, State *s, lua_State *T, napi_value args, dou
   return out;
 }
 
+/*
+ * Fast path for the hook entry: startHook(st, a, b, c, budget). When the run ends with no values
+ * (a hook that returned) the result is one number, used * 2^26 + status * 2^24 + ref, which saves
+ * building an array through N-API on every request; otherwise the array form of start().
+ */
+static napi_value js_start_hook(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], out, v;
+  double a, b, c, budget = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  napi_get_value_double(env, argv[1], &a);
+  napi_get_value_double(env, argv[2], &b);
+  napi_get_value_double(env, argv[3], &c);
+  napi_get_value_double(env, argv[4], &budget);
+  lua_State *L = s->L;
+  lua_State *T;
+  int ref;
+  if (s->npool > 0) {
+    ref = s->pool[--s->npool];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    T = lua_tothread(L, -1);
+    lua_pop(L, 1);
+  } else {
+    T = lua_newthread(L);
+    ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(T, LUA_REGISTRYINDEX, s->entry_ref);
+  lua_pushnumber(T, a);
+  lua_pushnumber(T, b);
+  lua_pushnumber(T, c);
+  State *prev = current;
+  current = s;
+  s->remaining = budget > 0 ? budget : INFINITY;
+  if (s->hot) {
+    s->hot = 0;
+    lua_sethook(T, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+  }
+  double t0 = s->ticks;
+  s->enforce = 1;
+  int rc = lua_resume(T, 3);
+  s->enforce = 0;
+  s->remaining = INFINITY;
+  current = prev;
+  double used = s->ticks - t0;
+  int status = rc == 0 ? 0 : rc == LUA_YIELD ? 1 : 2;
+  int top = lua_gettop(T);
+  if (status == 0 && top == 0) {
+    napi_create_double(env, used * 67108864.0 + status * 16777216.0 + ref, &out);
+    return out;
+  }
+  napi_create_array(env, &out);
+  napi_create_int32(env, ref, &v);
+  napi_set_element(env, out, 0, v);
+  napi_create_int32(env, status, &v);
+  napi_set_element(env, out, 1, v);
+  napi_create_double(env, used, &v);
+  napi_set_element(env, out, 2, v);
+  if (status == 2) {
+    size_t n;
+    const char *m = lua_tolstring(T, -1, &n);
+    if (m) napi_create_string_latin1(env, m, n, &v);
+    else napi_create_string_utf8(env, lua_isnil(T, -1) ? "nil" : "error object is not a string", NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, out, 3, v);
+  } else {
+    int i;
+    for (i = 0; i < top; i++) napi_set_element(env, out, 3 + (uint32_t)i, to_js(env, T, i + 1, 0));
+  }
+  lua_settop(T, 0);
+  return out;
+}
+
 /* start(st, args, budget) -> [ref, status, used, ...values] */
 static napi_value js_start(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -684,6 +763,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
     {"exec", NULL, js_exec, NULL, NULL, NULL, napi_default, NULL},
     {"takeEntry", NULL, js_take_entry, NULL, NULL, NULL, napi_default, NULL},
     {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
+    {"startHook", NULL, js_start_hook, NULL, NULL, NULL, napi_default, NULL},
     {"resume", NULL, js_resume, NULL, NULL, NULL, napi_default, NULL},
     {"release", NULL, js_release, NULL, NULL, NULL, napi_default, NULL},
     {"memory", NULL, js_memory, NULL, NULL, NULL, napi_default, NULL},
