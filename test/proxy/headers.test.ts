@@ -212,9 +212,16 @@ test('a client abort mid-upload (HTTP/1.1 close, HTTP/2 RST_STREAM without END_S
   let onClose!: () => void;
   let closes = 0;
   const both = new Promise<void>((r) => (onClose = r));
+  let onArrived!: () => void;
+  let arrived = 0;
+  const bothArrived = new Promise<void>((r) => (onArrived = r));
   const target = await startHttp1((req) => {
     let n = 0;
-    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('data', (c: Buffer) => {
+      const before = n;
+      n += c.length;
+      if (before < 1000 && n >= 1000 && ++arrived === 2) onArrived();
+    });
     req.on('close', () => {
       seen.push({ url: req.url!, complete: req.complete, n });
       if (++closes === 2) onClose();
@@ -231,7 +238,8 @@ test('a client abort mid-upload (HTTP/1.1 close, HTTP/2 RST_STREAM without END_S
     h2.on('data', () => {});
     const hpack = Buffer.from([0x83, 0x85, 0x86, 0x41, 0x01, 0x61]); // POST, /index.html, http, :authority a
     h2.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 4, 1, hpack), frame(0, 0, 1, Buffer.alloc(1000, 0x61))]));
-    await new Promise((r) => setTimeout(r, 300));
+    // Abort once the upstream has both requests and their first 1000 bytes.
+    await bothArrived;
     h1.destroy();
     const cancel = Buffer.alloc(4);
     cancel.writeUInt32BE(8); // CANCEL

@@ -262,18 +262,25 @@ test('network filter that buffers (StopIteration) until a whole line arrived, th
       },
     },
   ]);
+  const seenLength = async (n: number) => {
+    const deadline = Date.now() + 10_000;
+    while (seen.at(-1) !== n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  };
   const c = connect();
   await c.connected;
   c.socket.write('abc');
-  await new Promise((r) => setTimeout(r, 100));
+  await seenLength(3);
   c.socket.write('def');
-  await new Promise((r) => setTimeout(r, 100));
+  await seenLength(6);
   c.socket.write('\nrest');
   c.socket.end();
   const got = await c.received;
   assert.equal(got.toString(), 'abcdef\nrest');
-  // Called again with the whole held buffer each time: 3, then 6, then 11 bytes.
-  assert.deepEqual(seen, [3, 6, 11]);
+  // Called again with the whole held buffer each time: 3, then 6, then 11 bytes (7 if the
+  // last write arrived in two reads; the filter lets everything through once it saw the newline).
+  assert.deepEqual(seen.slice(0, 2), [3, 6]);
+  assert.ok(seen[2] === 11 || seen[2] === 7, `third call saw ${seen[2]} bytes`);
+  assert.equal(seen.length, 3);
 });
 
 test('network filter that answers and closes the connection itself (no upstream)', async () => {
