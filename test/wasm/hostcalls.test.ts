@@ -563,3 +563,41 @@ test('gRPC streaming over HTTP/2 to a real server: initial metadata, messages, t
     await server.close();
   }
 });
+
+test('ABI 0.1.0: a missing header reads as OK + empty value (Envoy 0.1.0), not NOT_FOUND', async () => {
+  const p = await plugin(await buildHarness('proxy_abi_version_0_1_0'), { name: 'h010' });
+  assert.equal(p.compiled?.abi, '0.1.0');
+  const h = new Harness(p);
+  const s = new FakeStream();
+  s.reqHeaders = HeaderMap.fromPairs([[':path', '/']]);
+  const f = p.createHttpFilter(s) as WasmHttpFilter;
+  const a = h.out();
+  const b = h.out();
+  const [k, kl] = h.put('x-none');
+  assert.equal(h.call('proxy_get_header_map_value', f.ctx, 0, k, kl, a, b), Status.Ok);
+  assert.equal(h.u32(b), 0);
+  assert.equal(h.call('proxy_continue_request', f.ctx), Status.Ok);
+  assert.equal(h.call('proxy_continue_response', f.ctx), Status.Ok);
+  assert.equal(h.call('proxy_clear_route_cache', f.ctx), Status.Ok);
+});
+
+test('trailers: readable/writable in their callbacks; request trailers can be added from the last body callback', async () => {
+  const { h, s, stream, filter } = await setup();
+  const [k, kl] = h.put('x-trailer');
+  const [v, vl] = h.put('added');
+  assert.equal(h.call('proxy_add_header_map_value', stream, 1, k, kl, v, vl), Status.BadArgument, 'no request trailers yet, not in the last body callback');
+  // Inside on_request_body(eos): run the add through a body callback of a plugin-less call path:
+  // emulate by invoking decodeData with a stub export that performs the add.
+  const vm = h.vm;
+  const orig = vm.ex.on_request_body;
+  vm.ex.on_request_body = () => h.exports.t_proxy_add_header_map_value(1, k, kl, v, vl) === Status.Ok ? 0 : 1;
+  assert.equal(filter.decodeData(new DataBuffer('body'), true), 0);
+  vm.ex.on_request_body = orig;
+  assert.equal(s.reqTrailers?.get('x-trailer'), 'added');
+  s.respTrailers = HeaderMap.fromPairs([['grpc-status', '0']]);
+  const a = h.out();
+  const b = h.out();
+  const [g, gl] = h.put('grpc-status');
+  assert.equal(h.call('proxy_get_header_map_value', stream, 3, g, gl, a, b), Status.Ok);
+  assert.equal(h.stringAt(a, b), '0');
+});
