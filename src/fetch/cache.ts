@@ -29,6 +29,8 @@ export interface CacheEntry {
 interface TagEntry {
   checksum: string;
   versions: Record<string, string>;
+  /** Wall-clock ms of the last download that set this entry (cross-thread freshness check). */
+  fetchedAt?: number;
 }
 
 interface IndexFile {
@@ -135,7 +137,7 @@ export class ModuleCache {
         }
       }
     }
-    for (const [url, t] of Object.entries(idx?.tags ?? {})) this.#tags.set(url, { checksum: t.checksum, versions: { ...t.versions } });
+    for (const [url, t] of Object.entries(idx?.tags ?? {})) this.#tags.set(url, { ...t, versions: { ...t.versions } });
     this.#gauge();
     this.#o.log.debug({ step: 'cache', dir: this.dir, modules: this.#modules.size, tags: this.#tags.size }, 'module cache opened');
   }
@@ -172,7 +174,7 @@ export class ModuleCache {
    * ignores resource versions or this resource's version is unchanged; the version is recorded
    * either way (even if the fetch that follows fails, as Istio does). Counts wasm_cache_lookup_count.
    */
-  lookup(q: { url: string; name: string; checksum: string | undefined; resource: string; version: string; ignoreVersion: boolean }): { entry: CacheEntry | undefined; checksum: string | undefined } {
+  lookup(q: { url: string; name: string; checksum: string | undefined; resource: string; version: string; ignoreVersion: boolean; count?: boolean }): { entry: CacheEntry | undefined; checksum: string | undefined } {
     let checksum = q.checksum;
     if (!checksum) {
       const t = this.#tags.get(q.url);
@@ -189,7 +191,7 @@ export class ModuleCache {
       entry.lastUsed = this.#now();
       this.#markDirty();
     }
-    this.#o.stats?.counter('wasm_cache_lookup_count', { hit: String(entry !== undefined) }).inc();
+    if (q.count !== false) this.#o.stats?.counter('wasm_cache_lookup_count', { hit: String(entry !== undefined) }).inc();
     return { entry, checksum };
   }
 
@@ -251,7 +253,13 @@ export class ModuleCache {
     }
     t.checksum = checksum;
     t.versions[resource] = version;
+    t.fetchedAt = Date.now();
     this.#markDirty();
+  }
+
+  /** The tag entry for a URL (read-only view). */
+  tag(url: string): Readonly<TagEntry> | undefined {
+    return this.#tags.get(url);
   }
 
   /** Deletes modules unused for longer than the expiry, with the tag entries that point at them. */
@@ -271,6 +279,82 @@ export class ModuleCache {
       this.#markDirty();
     }
     return removed;
+  }
+
+  /**
+   * Merges what another fetcher (worker thread or process) sharing this directory has written:
+   * its tag entries and the modules its index names. Used after waiting on a download lock.
+   */
+  async reload(): Promise<void> {
+    let idx: IndexFile;
+    try {
+      idx = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as IndexFile;
+    } catch {
+      return;
+    }
+    for (const m of idx.modules ?? []) {
+      const key = `${moduleDirName(m.name)}/${m.checksum}`;
+      if (this.#modules.has(key)) continue;
+      const path = join(this.dir, moduleDirName(m.name), `${m.checksum}.wasm`);
+      try {
+        await stat(path);
+      } catch {
+        continue;
+      }
+      this.#modules.set(key, { ...m, path });
+    }
+    for (const [url, t] of Object.entries(idx.tags ?? {})) {
+      const mine = this.#tags.get(url);
+      if (!mine) this.#tags.set(url, { ...t, versions: { ...t.versions } });
+      else if ((t.fetchedAt ?? 0) > (mine.fetchedAt ?? 0)) {
+        mine.checksum = t.checksum;
+        mine.fetchedAt = t.fetchedAt;
+        Object.assign(mine.versions, t.versions);
+      }
+    }
+    this.#gauge();
+  }
+
+  /**
+   * A cross-thread/cross-process download lock (O_EXCL file in <dir>/locks), so N worker threads
+   * starting on a cold cache pull a module once, not N times. `waited` tells the caller another
+   * holder ran first (reload and look again). A holder that died is taken over after `staleMs`.
+   */
+  async lock(key: string, staleMs: number, signal?: AbortSignal): Promise<{ waited: boolean; release(): Promise<void> }> {
+    const dir = join(this.dir, 'locks');
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, `${sha256Hex(new TextEncoder().encode(key))}.lock`);
+    let waited = false;
+    for (;;) {
+      try {
+        const fh = await open(path, 'wx');
+        await fh.writeFile(`${process.pid}\n`);
+        await fh.close();
+        return {
+          waited,
+          release: async () => {
+            // The index must show the new module before anyone waiting looks at it.
+            await this.flush();
+            await rm(path, { force: true });
+          },
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      waited = true;
+      try {
+        const st = await stat(path);
+        if (Date.now() - st.mtimeMs > staleMs) {
+          this.#o.log.warn({ step: 'cache', lock: path }, 'taking over a stale download lock');
+          await rm(path, { force: true });
+          continue;
+        }
+      } catch {
+        continue;
+      }
+      if (signal?.aborted) throw signal.reason;
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
 
   get size(): number {

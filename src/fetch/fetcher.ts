@@ -178,7 +178,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
   });
   const stats = opts.stats;
   const knownBases = new Map<string, string>();
-  const inflight = new Map<string, Promise<{ checksum: string; bytes: Uint8Array; path: string }>>();
+  const inflight = new Map<string, Promise<{ checksum: string; bytes: Uint8Array; path: string; fromCache?: boolean }>>();
 
   const defaultConfigPath = opts.dockerConfigFile === undefined
     ? join(process.env.DOCKER_CONFIG ?? join(homedir(), '.docker'), 'config.json')
@@ -303,6 +303,48 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
     }
   }
 
+  /**
+   * Other fetchers on the same cache dir (worker threads, other processes) are coordinated with a
+   * file lock: under the lock, the cache is reloaded from disk and looked up again before downloading.
+   */
+  async function coordinatedDownload(
+    key: string,
+    parsed: ParsedModuleUrl,
+    expected: string | undefined,
+    creds: RegistryCredentials | undefined,
+    resource: string,
+    version: string,
+    ignoreVersion: boolean,
+  ): Promise<{ checksum: string; bytes: Uint8Array; path: string; fromCache?: boolean }> {
+    const decidedAt = Date.now();
+    let lock: { waited: boolean; release(): Promise<void> } | undefined;
+    try {
+      lock = await cache.lock(key, fetchTimeoutMs + 5000, AbortSignal.timeout(fetchTimeoutMs + 10_000));
+    } catch (err) {
+      // A read-only or odd cache dir must not stop fetching; it only loses the cross-thread dedupe.
+      log.debug({ url: parsed.url, step: 'cache', reason: describeError(err) }, 'download lock unavailable');
+    }
+    try {
+      // Look again under the lock even if it was free: another thread may have finished just before.
+      if (lock) {
+        await cache.reload();
+        // Only a download finished after this call decided to download counts: the policy decision
+        // already made (e.g. Always with a new resourceVersion) must not be undone by the old tag.
+        const t = expected ? undefined : cache.tag(parsed.url);
+        const checksum = expected ?? (t && (t.fetchedAt ?? 0) >= decidedAt && (ignoreVersion || t.versions[resource] === version) ? t.checksum : undefined);
+        const entry = checksum ? cache.get(parsed.moduleName, checksum) : undefined;
+        const bytes = entry ? await cache.read(entry) : undefined;
+        if (entry && bytes) {
+          log.debug({ url: parsed.url, step: 'cache', checksum: entry.checksum }, 'module downloaded by another worker');
+          return { checksum: entry.checksum, bytes, path: entry.path, fromCache: true };
+        }
+      }
+      return await download(parsed, expected, creds, resource, version);
+    } finally {
+      await lock?.release().catch(() => {});
+    }
+  }
+
   async function fetchModule(wasm: WasmConfig, ctx: FetchContext): Promise<FetchedModule> {
     let parsed: ParsedModuleUrl;
     try {
@@ -362,7 +404,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
     let p = inflight.get(key);
     if (!p) {
       log.debug({ url: parsed.url, step: 'download', policy: wasm.imagePullPolicy ?? 'UNSPECIFIED_POLICY', auth: creds.source, expected }, 'cache miss; downloading');
-      p = download(parsed, expected, creds.creds, resource, version).finally(() => inflight.delete(key));
+      p = coordinatedDownload(key, parsed, expected, creds.creds, resource, version, ignoreVersion).finally(() => inflight.delete(key));
       inflight.set(key, p);
     } else {
       log.debug({ url: parsed.url, step: 'download' }, 'joining an in-flight download');
@@ -370,7 +412,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
     const r = await raceSignal(p, ctx.signal);
     // Joiners of a shared download record their own resource version too (Istio's addEntry per Get).
     cache.recordTag(parsed.url, r.checksum, resource, version);
-    return { bytes: plain(r.bytes), sha256: r.checksum, codeSha256: sha256Hex(r.bytes), source: 'remote', path: r.path, url: parsed.url };
+    return { bytes: plain(r.bytes), sha256: r.checksum, codeSha256: sha256Hex(r.bytes), source: r.fromCache ? 'cache' : 'remote', path: r.path, url: parsed.url };
   }
 
   return {

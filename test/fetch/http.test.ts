@@ -4,7 +4,8 @@
  * expiry, restart survival, atomic files), SSRF refusals, and metrics.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, mkdirSync, utimesSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import https from 'node:https';
 import type net from 'node:net';
 import { join } from 'node:path';
@@ -357,6 +358,43 @@ describe('cache', () => {
       assert.equal(srv.hits.get('/shared.wasm'), 1);
       for (const m of all) assertBytes(m.bytes, W1);
       assert.equal(counter(o.stats, 'wasm_remote_fetch_count', { result: 'success' }), 1);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('worker threads sharing a cache dir download a module once (file lock), the others read it from disk', async () => {
+    routes.set('/threads.wasm', (res) => setTimeout(() => res.end(W2), 200));
+    const cacheDir = join(dir, 'threads-cache');
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        new Promise<{ ok: boolean; source?: string; sha256?: string; error?: string }>((resolve, reject) => {
+          const w = new Worker(new URL('./fixtures/fetch-worker.ts', import.meta.url), { workerData: { cacheDir, url: `${srv.url}/threads.wasm` } });
+          w.once('message', resolve);
+          w.once('error', reject);
+        }),
+      ),
+    );
+    for (const r of results) assert.ok(r.ok, r.error);
+    assert.equal(srv.hits.get('/threads.wasm'), 1, 'one download for four threads');
+    assert.equal(results.filter((r) => r.source === 'remote').length, 1);
+    assert.equal(new Set(results.map((r) => r.sha256)).size, 1);
+    assert.deepEqual(readdirSync(join(cacheDir, 'locks')), [], 'locks released');
+  });
+
+  it('takes over a stale download lock left by a dead holder', async () => {
+    routes.set('/stale.wasm', (res) => res.end(W1));
+    const cacheDir = join(dir, 'stale-cache');
+    const f = await createModuleFetcher(fetcherOpts({ cacheDir, fetchTimeoutMs: 200 }));
+    try {
+      const key = `${srv.url}/stale.wasm\u0000\u0000anonymous`;
+      mkdirSync(join(cacheDir, 'locks'), { recursive: true });
+      const lockPath = join(cacheDir, 'locks', `${sha256Hex(new TextEncoder().encode(key))}.lock`);
+      writeFileSync(lockPath, '999999\n');
+      const old = new Date(Date.now() - 60_000);
+      utimesSync(lockPath, old, old);
+      const m = await f.fetch({ url: `${srv.url}/stale.wasm` }, ctx);
+      assertBytes(m.bytes, W1);
     } finally {
       await f.close();
     }
