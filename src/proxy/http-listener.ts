@@ -216,6 +216,7 @@ export class HttpListener implements StreamContext {
     if (isH2) {
       const raw = req.rawHeaders;
       let host: string | undefined;
+      let cookie: string | undefined;
       for (let i = 0; i < raw.length; i += 2) {
         const n = raw[i]!.toLowerCase();
         if (isHopByHop(n) && !(n === 'te' && raw[i + 1] === 'trailers')) continue;
@@ -226,9 +227,16 @@ export class HttpListener implements StreamContext {
           host ??= raw[i + 1]!;
           continue;
         }
+        if (n === 'cookie') {
+          // HTTP/2 may split cookies into crumbs; they are joined with "; " into one header
+          // (RFC 9113 §8.2.3, as Envoy does), so an HTTP/1.1 upstream gets a single Cookie.
+          cookie = cookie === undefined ? raw[i + 1]! : `${cookie}; ${raw[i + 1]!}`;
+          continue;
+        }
         headers.add(n, raw[i + 1]!);
       }
       if (host !== undefined && !headers.has(':authority')) headers.add(':authority', host);
+      if (cookie !== undefined) headers.add('cookie', cookie);
       if (!headers.has(':scheme')) headers.add(':scheme', scheme);
     } else {
       headers.names.push(':authority', ':path', ':method', ':scheme');

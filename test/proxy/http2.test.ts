@@ -22,6 +22,8 @@ interface Seen {
   authority: string | undefined;
   headers: Record<string, string>;
   body: string;
+  /** HTTP/1.1 upstream only: how many Cookie header lines arrived. */
+  cookieLines?: number;
 }
 
 let up1: TestServer;
@@ -36,7 +38,8 @@ const h1Handler: http.RequestListener = (req, res) => {
   req.setEncoding('utf8');
   req.on('data', (c: string) => (body += c));
   req.on('end', () => {
-    const seen: Seen = { upstreamProtocol: `HTTP/${req.httpVersion}`, method: req.method!, path: req.url!, authority: req.headers.host, headers: req.headers as Record<string, string>, body };
+    const cookieLines = req.rawHeaders.filter((v, i) => i % 2 === 0 && v.toLowerCase() === 'cookie').length;
+    const seen: Seen = { upstreamProtocol: `HTTP/${req.httpVersion}`, method: req.method!, path: req.url!, authority: req.headers.host, headers: req.headers as Record<string, string>, body, cookieLines };
     const out = JSON.stringify(seen);
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out), 'x-upstream': 'h1' });
     res.end(out);
@@ -332,5 +335,20 @@ test('HTTP/2 request with a Host header and no :authority: Host is the authority
   } finally {
     s.destroy();
     await p.close();
+  }
+});
+
+test('HTTP/2 cookie crumbs are joined into one Cookie header with "; " (RFC 9113 §8.2.3); other repeated headers stay separate', async () => {
+  const session = await h2Connect(`http://127.0.0.1:${plainPort}`);
+  try {
+    for (const path of ['/cookies', '/h2/cookies']) {
+      const r = await h2Request(session, { ':method': 'GET', ':path': path, cookie: ['a=1', 'b=2', 'c=3'], 'x-multi': ['1', '2'] });
+      const seen = JSON.parse(r.body.toString()) as Seen;
+      assert.equal(seen.headers.cookie, 'a=1; b=2; c=3', path);
+      if (seen.upstreamProtocol === 'HTTP/1.1') assert.equal(seen.cookieLines, 1, 'one Cookie header line to the HTTP/1.1 upstream');
+      assert.equal(seen.headers['x-multi'], '1, 2', path);
+    }
+  } finally {
+    await h2Close(session);
   }
 });
