@@ -26,6 +26,8 @@ import { VM_FAILED, type RootContext, type StreamContext, type StreamHost, type 
 export interface FailureHandler {
   /** True when the plugin is FAIL_OPEN (the stream continues without the plugin). */
   readonly failOpen: boolean;
+  /** A stream using the plugin's VM ended (lets a released plugin wait for in-flight streams). */
+  streamEnded?(): void;
 }
 
 const REQ = 1;
@@ -331,6 +333,7 @@ export class WasmHttpFilter implements HttpFilter, StreamHost {
       vm.call(vm.ex.on_delete, this.ctx, this.ctx.id);
     }
     vm.deleteStream(this.ctx);
+    this.#policy.streamEnded?.();
   }
 }
 
@@ -498,5 +501,6 @@ export class WasmNetworkFilter implements NetworkFilter, StreamHost {
     this.#done = true;
     // TCP order: done → log → delete.
     this.#vm.finishStream(this.ctx, false);
+    this.#policy.streamEnded?.();
   }
 }

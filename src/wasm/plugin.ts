@@ -50,6 +50,8 @@ export class WasmPlugin implements FailureHandler {
   #lastCreate = 0;
   #backoffMs: number;
   #nextReloadAt = 0;
+  /** Streams currently using a VM of this plugin. */
+  #active = 0;
   readonly #counters;
 
   private constructor(opts: PluginOptions, compiled: CompiledPlugin | undefined, state: PluginState, reason: string) {
@@ -75,6 +77,15 @@ export class WasmPlugin implements FailureHandler {
 
   get failOpen(): boolean {
     return this.opts.failStrategy === 'FAIL_OPEN';
+  }
+
+  streamEnded(): void {
+    this.#active--;
+  }
+
+  /** Streams in flight on this plugin's VM. */
+  get activeStreams(): number {
+    return this.#active;
   }
 
   /** Creates the plugin and its first VM. Never throws: failures become the plugin's state. */
@@ -160,7 +171,10 @@ export class WasmPlugin implements FailureHandler {
 
   createHttpFilter(callbacks: HttpFilterCallbacks): HttpFilter | null {
     const a = this.#acquire();
-    if (a === 'vm') return new WasmHttpFilter(this.vm!, this.root!, callbacks, this);
+    if (a === 'vm') {
+      this.#active++;
+      return new WasmHttpFilter(this.vm!, this.root!, callbacks, this);
+    }
     if (a === 'bypass') {
       this.#counters?.failOpen.inc();
       return null;
@@ -172,7 +186,10 @@ export class WasmPlugin implements FailureHandler {
 
   createNetworkFilter(callbacks: NetworkFilterCallbacks): NetworkFilter | null {
     const a = this.#acquire();
-    if (a === 'vm') return new WasmNetworkFilter(this.vm!, this.root!, callbacks, this);
+    if (a === 'vm') {
+      this.#active++;
+      return new WasmNetworkFilter(this.vm!, this.root!, callbacks, this);
+    }
     if (a === 'bypass') return null;
     this.#counters?.failClosed.inc();
     return {
@@ -197,12 +214,18 @@ export class WasmPlugin implements FailureHandler {
     };
   }
 
-  /** Shuts the root context down (on_done / proxy_done / on_delete) and drops the VM. */
-  async release(): Promise<void> {
+  /**
+   * The configuration dropped this plugin: new streams no longer get it; streams in flight finish
+   * on it (up to `drainMs`, as Envoy keeps a plugin alive while streams hold it); then the root
+   * context shuts down (on_done / proxy_done / on_delete) and the VM is dropped.
+   */
+  async release(drainMs = 30_000): Promise<void> {
     if (this.state === 'released') return;
     const vm = this.vm;
     const root = this.root;
     this.state = 'released';
+    const deadline = Date.now() + drainMs;
+    while (this.#active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20).unref());
     this.#counters?.active.set(0);
     if (vm && root) await vm.shutdownRoot(root);
     vm?.dispose();

@@ -138,3 +138,26 @@ test('on_vm_start / on_configure returning false: fail closed (503 wasm_fail_str
   const ex3 = await exchange(factory(reload.p));
   assert.equal(ex3.local?.status, 503);
 });
+
+test('release: new streams skip the plugin, in-flight streams finish on it, then the root shuts down (on_done, on_delete)', async () => {
+  const { p, logs } = await load({});
+  const { FakeStream } = await import('./helpers/driver.ts');
+  const { HeaderMap } = await import('../../src/filters/header-map.ts');
+  const s = new FakeStream();
+  s.reqHeaders = HeaderMap.fromPairs([[':path', '/']]);
+  const inflight = p.createHttpFilter(s)!;
+  inflight.decodeHeaders!(s.reqHeaders, true);
+  assert.equal(p.activeStreams, 1);
+  const released = p.release(5000);
+  assert.equal(p.createHttpFilter(new FakeStream()), null, 'released: bypassed');
+  const before = callbackLog(logs).length;
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(callbackLog(logs).length, before, 'root not shut down while a stream is in flight');
+  s.respHeaders = HeaderMap.fromPairs([[':status', '200']]);
+  inflight.encodeHeaders!(s.respHeaders, true);
+  inflight.log!();
+  inflight.onDestroy!();
+  await released;
+  assert.deepEqual(callbackLog(logs).slice(-6), ['response_headers', 'log', 'done', 'delete', 'done', 'delete'], 'stream ends, then the root: on_done, on_delete');
+  assert.equal(p.vm!.contexts.size, 0);
+});
