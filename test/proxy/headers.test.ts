@@ -106,6 +106,20 @@ test('hop-by-hop request headers are removed (HTTP/1.1 downstream); te: trailers
   assert.equal(echo.headers['x-keep'], '1');
 });
 
+test('an h2c Upgrade request is served over HTTP/1.1 with Upgrade and HTTP2-Settings stripped (as Envoy)', async () => {
+  const raw = await rawExchange(
+    gw,
+    'GET /h2c-upgrade HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+    (got) => got.endsWith('\r\n0\r\n\r\n'), // the end of the chunked response
+  );
+  const [res] = parseResponses(raw);
+  assert.equal(res!.status, 200);
+  const echo = JSON.parse(res!.body) as Echo;
+  assert.equal(echo.url, '/h2c-upgrade');
+  assert.equal(echo.headers.upgrade, undefined);
+  assert.equal(echo.headers['http2-settings'], undefined);
+});
+
 test('TE values other than trailers are removed', async () => {
   const raw = await rawExchange(gw, 'GET /te HTTP/1.1\r\nHost: a\r\nTE: gzip\r\nConnection: close\r\n\r\n');
   const echo = JSON.parse(parseResponses(raw)[0]!.body) as Echo;
