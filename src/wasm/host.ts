@@ -7,13 +7,12 @@
  * answer INVALID_MEMORY_ACCESS; nothing here throws for bad guest input.
  */
 import { deflateSync, inflateSync } from 'node:zlib';
-import { randomFillSync } from 'node:crypto';
 import { HeaderMap } from '../filters/header-map.ts';
 import { MeshextError } from '../errors.ts';
-import { Errno, Limits, MAX_BUFFER_TYPE, MAX_MAP_TYPE, Status } from './abi.ts';
-import { decodePairs, encodeBytePairs, encodePairsInto, pairsSize } from './pairs.ts';
+import { MAX_BUFFER_TYPE, MAX_MAP_TYPE, Status } from './abi.ts';
+import { decodePairs, encodePairsInto, pairsSize } from './pairs.ts';
 import { getProperty, setProperty } from './properties.ts';
-import { Context, ProcExit, RootContext, StreamContext, type CalloutResponse, type WasmVm } from './vm.ts';
+import { Context, RootContext, StreamContext, type CalloutResponse, type WasmVm } from './vm.ts';
 import { wasiFunctions } from './wasi.ts';
 import { openGrpcStream, sendOnStream } from './grpc.ts';
 
@@ -659,5 +658,3 @@ export function buildImports(vm: WasmVm): WebAssembly.Imports {
   return { env, wasi_snapshot_preview1: wasi, wasi_unstable: wasi };
 }
 
-// Re-exported for tests.
-export { ProcExit, Errno, Limits, encodeBytePairs, randomFillSync };

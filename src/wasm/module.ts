@@ -40,6 +40,8 @@ export interface CompiledPlugin {
   /** Why the CPU budget is not enforced, when it was asked for. */
   readonly fuelUnavailable?: string;
   readonly byteLength: number;
+  /** Memory cap applied by instrumentation (pages; 0 = none). */
+  readonly maxPages?: number;
   /** How this isolate got it: compiled here, or received from another thread. */
   readonly origin?: 'compiled' | 'shared';
 }
@@ -200,7 +202,8 @@ async function doCompile(bytes: Uint8Array, sha: string, opts: CompileOptions): 
       module = original;
     }
   }
-  return { sha256: sha, module, abi, exports: new Set(exportNames), fuel, byteLength: bytes.length, origin: 'compiled', ...(fuelUnavailable ? { fuelUnavailable } : {}) };
+  const maxPages = fuelUnavailable === undefined ? opts.maxPages : 0;
+  return { sha256: sha, module, abi, exports: new Set(exportNames), fuel, byteLength: bytes.length, maxPages, origin: 'compiled', ...(fuelUnavailable ? { fuelUnavailable } : {}) };
 }
 
 /** Compiled modules of this isolate, for posting to workers. */

@@ -67,6 +67,7 @@ export class WasmPlugin implements FailureHandler {
           created: s.counter(`${p}.vm_created`),
           failed: s.counter(`${p}.vm_failed`),
           cpu: s.counter(`${p}.cpu_budget_exceeded`),
+          memory: s.counter(`${p}.memory_limit_exceeded`),
           reloaded: s.counter(`${p}.vm_reloaded`),
           failClosed: s.counter(`${p}.fail_closed`),
           failOpen: s.counter(`${p}.fail_open`),
@@ -131,6 +132,7 @@ export class WasmPlugin implements FailureHandler {
     this.#counters?.failed.inc();
     this.#counters?.active.set(0);
     if (f.kind === 'cpu_budget') this.#counters?.cpu.inc();
+    if (f.kind === 'memory') this.#counters?.memory.inc();
     this.state = 'failed';
     this.reason = `${f.function}: ${f.message}`;
     if (this.opts.failStrategy === 'FAIL_RELOAD') {

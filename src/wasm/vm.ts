@@ -237,7 +237,6 @@ export class WasmVm {
   /** Set by host functions when a failure cause is known before the exception unwinds. */
   pendingFailureKind: FailureKind | undefined;
 
-  #mem: ArrayBuffer | undefined;
   #u8: Uint8Array = new Uint8Array(0);
   #dv: DataView = new DataView(new ArrayBuffer(0));
 
@@ -521,6 +520,9 @@ export class WasmVm {
     let kind: FailureKind = this.pendingFailureKind ?? 'trap';
     if (err instanceof CpuBudgetExceeded) kind = 'cpu_budget';
     else if (err instanceof ProcExit) kind = 'proc_exit';
+    // An abort/trap with memory at the cap is (almost surely) an allocation that memory.grow refused.
+    const cap = this.compiled.maxPages ?? 0;
+    if ((kind === 'trap' || kind === 'proc_exit') && cap > 0 && this.memoryBytes() >= cap * 65536) kind = 'memory';
     const message = describeError(err);
     this.failure = { kind, message, function: fnName };
     wasmLog.error({ plugin: this.logName, function: fnName, kind }, `Function: ${fnName} failed: ${message}`);
@@ -702,7 +704,6 @@ export class WasmVm {
     // the cached view's length avoids the (measurably slow) memory.buffer getter on every access.
     if (this.#u8.length === 0) {
       const buf = this.ex.memory!.buffer;
-      this.#mem = buf;
       this.#u8 = new Uint8Array(buf);
       this.#dv = new DataView(buf);
     }

@@ -111,13 +111,16 @@ test('CPU budget: a loop with real work, in a root callback (on_tick) and during
 });
 
 test('memory cap: memory.grow beyond the cap returns -1 (plugin aborts: VM failure); oversized initial memory is refused', async () => {
-  const grow = await load({ bodies: { proxy_on_request_headers: '(if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then (unreachable))) (i32.const 0)' } }, { maxPages: 4 });
+  const stats = new StatsStore();
+  const grow = await load({ bodies: { proxy_on_request_headers: '(if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then (unreachable))) (i32.const 0)' } }, { maxPages: 4, stats, name: 'grow' });
   assert.equal(grow.state, 'ready', grow.reason);
   for (let i = 0; i < 3; i++) assert.ok((await exchange(factory(grow))).upstream, `grow ${i + 2} pages`);
   assert.equal(grow.vm!.memoryBytes(), 4 * 65536);
   const fourth = await exchange(factory(grow));
   assert.equal(fourth.local?.status, 503);
   assert.equal(grow.state, 'failed');
+  assert.equal(grow.vm!.failure?.kind, 'memory');
+  assert.equal(stats.counter('wasm.default.grow.memory_limit_exceeded').value, 1);
   assert.ok(grow.vm!.memoryBytes() <= 4 * 65536);
   const big = await load({ memory: { min: 16 } }, { maxPages: 8 });
   assert.equal(big.state, 'load_failed');
