@@ -89,8 +89,8 @@ function toStructValue(v: LuaValue): unknown {
 
 /** A JS string that may hold non-latin1 characters, as the bytes Lua should see (UTF-8). */
 function luaText(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return /[^\u0000-\u00ff]/.test(s) ? Buffer.from(s, 'utf8').toString('latin1') : s;
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return Buffer.from(s, 'utf8').toString('latin1');
+  return s;
 }
 
 /** Struct values from other filters → Lua-pushable values with UTF-8 strings as bytes. */
@@ -106,8 +106,14 @@ function fromStruct(v: unknown, depth = 0): unknown {
 
 /** Lua bytes (latin1 JS string) → JS text: UTF-8 when valid, otherwise the bytes as latin1. */
 function jsText(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  if (!/[\u0080-\u00ff]/.test(s)) return s;
+  let high = false;
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) > 0x7f) {
+      high = true;
+      break;
+    }
+  }
+  if (!high) return s;
   const b = Buffer.from(s, 'latin1');
   const t = b.toString('utf8');
   return t.includes('\ufffd') ? s : t;

@@ -102,11 +102,18 @@ class Heap {
   }
   /** The heap as a Buffer (re-made when memory grew, which detaches the old view). */
   buf(): Latin1Buffer {
-    if (this.m.HEAPU8.buffer !== this.#ab) {
+    // growing the wasm memory detaches the old ArrayBuffer: its views read as empty
+    if (this.#buf.byteLength === 0) {
       this.#ab = this.m.HEAPU8.buffer;
       this.#buf = Buffer.from(this.#ab as ArrayBuffer) as Latin1Buffer;
     }
     return this.#buf;
+  }
+  u32(p: Ptr): number {
+    return this.buf().readUInt32LE(p);
+  }
+  i32(p: Ptr): number {
+    return this.buf().readInt32LE(p);
   }
   read(p: Ptr, n: number): string {
     return this.buf().latin1Slice(p, p + n);
@@ -114,6 +121,60 @@ class Heap {
 }
 
 const heaps = new WeakMap<Mod, Heap>();
+
+/**
+ * The functions this engine calls, in one object literal: one hidden class, so every call site is
+ * a monomorphic property load (the module object is in dictionary mode with hundreds of keys).
+ */
+function fastApi(m: Mod): Mod {
+  return {
+    HEAPU8: m.HEAPU8,
+    HEAPU32: m.HEAPU32,
+    HEAP32: m.HEAP32,
+    addFunction: m.addFunction.bind(m),
+    removeFunction: m.removeFunction.bind(m),
+    _free: m._free,
+    _luaL_checkstack: m._luaL_checkstack,
+    _luaL_loadbufferx: m._luaL_loadbufferx,
+    _luaL_openlibs: m._luaL_openlibs,
+    _luaL_ref: m._luaL_ref,
+    _luaL_unref: m._luaL_unref,
+    _lua_absindex: m._lua_absindex,
+    _lua_close: m._lua_close,
+    _lua_createtable: m._lua_createtable,
+    _lua_error: m._lua_error,
+    _lua_getglobal: m._lua_getglobal,
+    _lua_gettop: m._lua_gettop,
+    _lua_newstate: m._lua_newstate,
+    _lua_newthread: m._lua_newthread,
+    _lua_newuserdatauv: m._lua_newuserdatauv,
+    _lua_next: m._lua_next,
+    _lua_pcallk: m._lua_pcallk,
+    _lua_pushboolean: m._lua_pushboolean,
+    _lua_pushcclosure: m._lua_pushcclosure,
+    _lua_pushinteger: m._lua_pushinteger,
+    _lua_pushlstring: m._lua_pushlstring,
+    _lua_pushnil: m._lua_pushnil,
+    _lua_pushnumber: m._lua_pushnumber,
+    _lua_pushvalue: m._lua_pushvalue,
+    _lua_rawgeti: m._lua_rawgeti,
+    _lua_rawset: m._lua_rawset,
+    _lua_rawseti: m._lua_rawseti,
+    _lua_resume: m._lua_resume,
+    _lua_setfield: m._lua_setfield,
+    _lua_setglobal: m._lua_setglobal,
+    _lua_sethook: m._lua_sethook,
+    _lua_setmetatable: m._lua_setmetatable,
+    _lua_settop: m._lua_settop,
+    _lua_toboolean: m._lua_toboolean,
+    _lua_tolstring: m._lua_tolstring,
+    _lua_tonumberx: m._lua_tonumberx,
+    _lua_type: m._lua_type,
+    _malloc: m._malloc,
+    _realloc: m._realloc,
+  } as Mod;
+}
+
 
 class WasmoonState implements LuaState {
   readonly #m: Mod;
@@ -138,7 +199,8 @@ class WasmoonState implements LuaState {
   #hook = 0;
   #closed = false;
 
-  constructor(m: Mod, h: Heap, opts: StateOptions) {
+  constructor(module: Mod, h: Heap, opts: StateOptions) {
+    const m = fastApi(module);
     this.#m = m;
     this.#h = h;
     this.#memMax = opts.memoryLimitBytes > 0 ? opts.memoryLimitBytes : Infinity;
@@ -311,7 +373,7 @@ class WasmoonState implements LuaState {
         return m._lua_tonumberx(L, i, 0);
       case T_STRING: {
         const p = m._lua_tolstring(L, i, this.#h.lenPtr);
-        return this.#h.read(p, this.#m.HEAPU32[this.#h.lenPtr >> 2]!);
+        return this.#h.read(p, this.#h.u32(this.#h.lenPtr));
       }
       case T_TABLE: {
         if (depth > MAX_DEPTH) return { luaTable: [] };
@@ -470,7 +532,7 @@ class WasmoonState implements LuaState {
     this.#remaining = Infinity;
     const used = this.#ticks - t0;
     if (rc === 0 || rc === 1) {
-      const nres = m.HEAP32[nresPtr >> 2]!;
+      const nres = this.#h.i32(nresPtr);
       const top = m._lua_gettop(T);
       const values: LuaValue[] = [];
       for (let i = top - nres + 1; i <= top; i++) values.push(this.#get(T, i));
@@ -499,9 +561,8 @@ class WasmoonState implements LuaState {
   }
 
   collect(): void {
-    this.#m._lua_gc?.(this.#G, 2, 0);
     // lua_gc is variadic in 5.4 and not exported; a chunk does the same.
-    if (!this.#m._lua_gc) this.exec('collectgarbage()', '=gc', 0);
+    this.exec('collectgarbage()', '=gc', 0);
   }
 
   close(): void {
