@@ -17,6 +17,7 @@ export const SENTINEL = '\u0001meshext.block';
 export const PRELUDE = String.raw`
 local H = __meshext_host
 local ENG = __meshext_engine
+local hget, hadd, hrep, dmget, dmset = H.hget, H.hadd, H.hrep, H.dmget, H.dmset
 __meshext_host = nil
 __meshext_engine = nil
 local SENT = "\1meshext.block"
@@ -32,23 +33,34 @@ local newproxy, getmetatable, tonumber, floor = newproxy, getmetatable, tonumber
 -- tables are avoided on purpose: LuaJIT's non-ephemeron weak tables let per-request garbage pile up.
 local D = {}
 local newtype
-local function track(u, d)
-  D[u] = d
-  local h = d.h
-  local n = h.n + 1
-  h.n = n
-  h.objs[n] = u
-  return u
-end
+-- (track() is inlined in the constructors: they run several times per request)
 if ENG and ENG.newud then
   local newud = ENG.newud
-  newtype = function(mt) return function(d) return track(newud(mt), d) end end
+  newtype = function(mt)
+    return function(d)
+      local u = newud(mt)
+      D[u] = d
+      local h = d.h
+      local n = h.n + 1
+      h.n = n
+      h.objs[n] = u
+      return u
+    end
+  end
 else
   newtype = function(mt)
     local proto = newproxy(true)
     local pmt = getmetatable(proto)
     for k, v in next, mt do pmt[k] = v end
-    return function(d) return track(newproxy(proto), d) end
+    return function(d)
+      local u = newproxy(proto)
+      D[u] = d
+      local h = d.h
+      local n = h.n + 1
+      h.n = n
+      h.objs[n] = u
+      return u
+    end
   end
 end
 -- everything made since the last yield dies (the handle itself lives until the hook ends)
@@ -128,8 +140,12 @@ local function hiter(self)
   end, self, nil
 end
 function HM:get(k)
-  local d = self_d(self)
-  return ret1(H.hget(d.cid, d.seg, d.w, cstr(k, 1, "get")))
+  local d = D[self]
+  if d == nil then error(DEAD, 2) end
+  if type(k) ~= "string" then k = cstr(k, 1, "get") end
+  local v, e = hget(d.cid, d.seg, d.w, k)
+  if v == false then error(e, 2) end
+  if v ~= nil then return v end
 end
 function HM:getAtIndex(k, i)
   local d = self_d(self)
@@ -143,18 +159,22 @@ local function mut(d)
   if d.iter then error("header map cannot be modified while iterating", 3) end
 end
 function HM:add(k, v)
-  local d = self_d(self)
-  k = cstr(k, 1, "add")
-  v = cstr(v, 2, "add")
-  mut(d)
-  chk(H.hadd(d.cid, d.seg, d.w, k, v))
+  local d = D[self]
+  if d == nil then error(DEAD, 2) end
+  if type(k) ~= "string" then k = cstr(k, 1, "add") end
+  if type(v) ~= "string" then v = cstr(v, 2, "add") end
+  if d.iter then error("header map cannot be modified while iterating", 2) end
+  local r, e = hadd(d.cid, d.seg, d.w, k, v)
+  if r == false then error(e, 2) end
 end
 function HM:replace(k, v)
-  local d = self_d(self)
-  k = cstr(k, 1, "replace")
-  v = cstr(v, 2, "replace")
-  mut(d)
-  chk(H.hrep(d.cid, d.seg, d.w, k, v))
+  local d = D[self]
+  if d == nil then error(DEAD, 2) end
+  if type(k) ~= "string" then k = cstr(k, 1, "replace") end
+  if type(v) ~= "string" then v = cstr(v, 2, "replace") end
+  if d.iter then error("header map cannot be modified while iterating", 2) end
+  local r, e = hrep(d.cid, d.seg, d.w, k, v)
+  if r == false then error(e, 2) end
 end
 function HM:remove(k)
   local d = self_d(self)
@@ -218,15 +238,21 @@ end
 -- ---------------------------------------------------------------- dynamic metadata
 local DM = {}
 function DM:get(ns)
-  local d = self_d(self)
-  return ret1(H.dmget(d.cid, d.seg, cstr(ns, 1, "get")))
+  local d = D[self]
+  if d == nil then error(DEAD, 2) end
+  if type(ns) ~= "string" then ns = cstr(ns, 1, "get") end
+  local v, e = dmget(d.cid, d.seg, ns)
+  if v == false then error(e, 2) end
+  if v ~= nil then return v end
 end
 function DM:set(ns, k, v)
-  local d = self_d(self)
-  ns = cstr(ns, 1, "set")
-  k = cstr(k, 2, "set")
+  local d = D[self]
+  if d == nil then error(DEAD, 2) end
+  if type(ns) ~= "string" then ns = cstr(ns, 1, "set") end
+  if type(k) ~= "string" then k = cstr(k, 2, "set") end
   if d.iter then error("dynamic metadata map cannot be modified while iterating", 2) end
-  chk(H.dmset(d.cid, d.seg, ns, k, v))
+  local r, e = dmset(d.cid, d.seg, ns, k, v)
+  if r == false then error(e, 2) end
 end
 addlog(DM)
 local function dmiter(self)
@@ -309,7 +335,8 @@ for _, n in next, { "protocol", "downstreamLocalAddress", "downstreamDirectLocal
   SI[n] = sifn(n)
 end
 function SI:dynamicMetadata()
-  local d = live(self)
+  local d = D[self]
+  if d == nil then error(DEAD, 2) end
   local o = d.dm
   if o == nil then
     o = newDM({ cid = d.cid, seg = d.seg, h = d.h })
@@ -404,7 +431,8 @@ local function block(d, op, a, b, c, e, f)
 end
 
 function HD:headers()
-  local d = self_d(self)
+  local d = D[self]
+  if d == nil then error(DEAD, 2) end
   local o = d.hobj
   if o ~= nil then return o end
   o = newHeaders({ cid = d.cid, seg = d.seg, h = d, w = 0 })
@@ -448,7 +476,8 @@ function HD:route()
   return newVhost({ cid = d.cid, seg = d.seg, h = d, kind = "route" })
 end
 function HD:streamInfo()
-  local d = self_d(self)
+  local d = D[self]
+  if d == nil then error(DEAD, 2) end
   local o = d.siobj
   if o ~= nil then return o end
   o = newSI({ cid = d.cid, seg = d.seg, h = d })

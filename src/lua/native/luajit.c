@@ -46,7 +46,23 @@ typedef struct {
   int npool;
 } State;
 
-static napi_ref multi_ctor = NULL;
+/* per-env data: the addon may be loaded by several worker threads, each with its own env */
+typedef struct {
+  napi_ref multi_ctor;
+} EnvData;
+
+static napi_ref multi_ctor_of(napi_env env) {
+  EnvData *ed = NULL;
+  if (napi_get_instance_data(env, (void **)&ed) != napi_ok || !ed) return NULL;
+  return ed->multi_ctor;
+}
+
+static void free_env_data(napi_env env, void *data, void *hint) {
+  (void)hint;
+  EnvData *ed = (EnvData *)data;
+  if (ed->multi_ctor) napi_delete_reference(env, ed->multi_ctor);
+  free(ed);
+}
 /* the state whose coroutine is running on this thread (hooks get only the coroutine) */
 static _Thread_local State *current = NULL;
 
@@ -318,8 +334,9 @@ static int host_call(lua_State *L) {
   if (t != napi_undefined) {
     bool multi = false;
     napi_value ctor;
-    if (t == napi_object && multi_ctor) {
-      napi_get_reference_value(env, multi_ctor, &ctor);
+    napi_ref mref = t == napi_object ? multi_ctor_of(env) : NULL;
+    if (mref) {
+      napi_get_reference_value(env, mref, &ctor);
       napi_instanceof(env, result, ctor, &multi);
     }
     if (multi) {
@@ -380,8 +397,15 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 1) return throw_msg(env, "init(Multi) expected");
-  if (multi_ctor) napi_delete_reference(env, multi_ctor);
-  napi_create_reference(env, argv[0], 1, &multi_ctor);
+  EnvData *ed = NULL;
+  napi_get_instance_data(env, (void **)&ed);
+  if (!ed) {
+    ed = (EnvData *)calloc(1, sizeof(EnvData));
+    if (!ed) return throw_msg(env, "out of memory");
+    napi_set_instance_data(env, ed, free_env_data, NULL);
+  }
+  if (ed->multi_ctor) napi_delete_reference(env, ed->multi_ctor);
+  napi_create_reference(env, argv[0], 1, &ed->multi_ctor);
   return NULL;
 }
 
