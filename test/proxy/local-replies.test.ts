@@ -238,3 +238,28 @@ test('local replies to a gRPC request carry grpc-status (Envoy: 200 + grpc-statu
     await plane.close();
   }
 });
+
+test(
+  'response flags after the response started are the upstream cause only (Envoy logs 200 UC / 200 UT, without LR)',
+  {
+    todo:
+      'FilterManager.resetStream() (src/proxy/filter-manager.ts, lead-owned) adds LR to every reset, so the router-initiated resets after an upstream failure log "UC,LR" / "UT,LR". Envoy logs only the upstream flag there (e.g. resp_flags "UR" with upstream_reset_after_response_started{remote_reset}); LR belongs to resets Envoy itself originates without an upstream cause.',
+  },
+  async () => {
+    const plane = await startPlane({
+      clusters: [cluster('partial', partial.port, { requestTimeoutMs: 400 })],
+      routeTables: [{ name: 'd', virtualHosts: [{ name: 'v', domains: ['*'], routes: [route('partial')] }] }],
+    });
+    try {
+      for (const path of ['/die-flags', '/stall-flags']) {
+        const res = await request(`http://127.0.0.1:${plane.ports.http}${path}`);
+        await res.body.text().catch(() => {});
+      }
+    } finally {
+      const log = await plane.closeAndReadLog();
+      const byPath = Object.fromEntries(log.map((e) => [e.path, e]));
+      assert.equal(byPath['/die-flags']?.response_flags, 'UC');
+      assert.equal(byPath['/stall-flags']?.response_flags, 'UT');
+    }
+  },
+);
