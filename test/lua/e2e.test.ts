@@ -33,6 +33,11 @@ const app: http.RequestListener = (req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
+    if (req.url === '/empty') {
+      res.writeHead(200, { 'x-empty': '1', 'content-length': '0' });
+      res.end();
+      return;
+    }
     if (req.url === '/auth') {
       res.writeHead(req.headers['x-token'] === 'good' ? 200 : 403, { 'x-user': 'alice' });
       res.end('auth-body');
@@ -151,6 +156,28 @@ for (const engine of engines) {
       await res.body.text();
       assert.equal(res.statusCode, 200);
       assert.equal(dp.stats.counter('http.http.lua.errors').value, before + 1);
+    });
+
+    it('body(true) adds a body where there was none; bodyChunks streams a large upload', async () => {
+      const code = `function envoy_on_request(h)
+          if h:headers():get(":path") == "/chunks" then
+            local n, total = 0, 0
+            for c in h:bodyChunks() do n = n + 1 total = total + c:length() end
+            h:logInfo("chunks " .. n .. " " .. total)
+          end
+        end
+        function envoy_on_response(h)
+          if h:headers():get("x-empty") then h:body(true):setBytes("made by lua") end
+        end`;
+      await dp.applyExtensions({ extensions: [ext('bodies', code)], secrets: [] });
+      const big = Buffer.alloc(3 * 1024 * 1024, 0x61);
+      const res = await request(`${base}/chunks`, { method: 'POST', body: big });
+      const echoed = (await res.body.json()) as { body: string };
+      assert.equal(echoed.body.length, big.length);
+      // RewriteResponseBufferWithoutUpstreamBody: the upstream sent no body at all
+      const empty = await request(`${base}/empty`);
+      assert.equal(await empty.body.text(), 'made by lua');
+      assert.equal(empty.headers['content-length'], '11');
     });
 
     it('an infinite loop is cut by the instruction budget; the worker keeps serving', async () => {
