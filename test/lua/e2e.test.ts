@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { connect } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -178,6 +179,26 @@ for (const engine of engines) {
       const empty = await request(`${base}/empty`);
       assert.equal(await empty.body.text(), 'made by lua');
       assert.equal(empty.headers['content-length'], '11');
+    });
+
+    it('setHttp1ReasonPhrase and drainConnectionUponCompletion reach the HTTP/1.1 client', async () => {
+      const code = `function envoy_on_response(h)
+          h:headers():replace(":status", "400")
+          h:headers():setHttp1ReasonPhrase("Slow Down")
+          h:streamInfo():drainConnectionUponCompletion()
+        end`;
+      await dp.applyExtensions({ extensions: [ext('phrase', code)], secrets: [] });
+      const raw = await new Promise<string>((resolve, reject) => {
+        const sock = connect(Number(new URL(base).port), '127.0.0.1', () => sock.write('GET /p HTTP/1.1\r\nhost: x\r\n\r\n'));
+        let data = '';
+        sock.setEncoding('latin1');
+        sock.on('data', (c: string) => (data += c));
+        sock.on('end', () => resolve(data));
+        sock.on('error', reject);
+        sock.setTimeout(5000, () => reject(new Error('timeout: ' + data)));
+      });
+      assert.match(raw, /^HTTP\/1\.1 400 Slow Down\r\n/);
+      assert.match(raw, /\r\nconnection: close\r\n/i);
     });
 
     it('an infinite loop is cut by the instruction budget; the worker keeps serving', async () => {
