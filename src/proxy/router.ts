@@ -59,6 +59,7 @@ const FAILURE_REPLY: Record<UpstreamFailure, { status: number; flag: string; det
   connection_failure: { status: 503, flag: 'UF', details: 'upstream_reset_before_response_started{connection_failure}', body: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure' },
   connection_termination: { status: 503, flag: 'UC', details: 'upstream_reset_before_response_started{connection_termination}', body: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination' },
   remote_reset: { status: 503, flag: 'UR', details: 'upstream_reset_before_response_started{remote_reset}', body: 'upstream connect error or disconnect/reset before headers. reset reason: remote reset' },
+  remote_refused_stream_reset: { status: 503, flag: 'UR', details: 'upstream_reset_before_response_started{remote_refused_stream_reset}', body: 'upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset' },
   protocol_error: { status: 502, flag: 'UPE', details: 'upstream_reset_before_response_started{protocol_error}', body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error' },
   timeout: { status: 504, flag: 'UT', details: 'upstream_response_timeout', body: 'upstream request timeout' },
   overflow: { status: 503, flag: 'UO', details: 'upstream_reset_before_response_started{overflow}', body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow' },

@@ -23,6 +23,8 @@ export type UpstreamFailure =
   | 'protocol_error'
   | 'timeout'
   | 'remote_reset'
+  /** HTTP/2 RST_STREAM REFUSED_STREAM: the upstream did not process the request (safe to retry). */
+  | 'remote_refused_stream_reset'
   | 'overflow';
 
 /** Receives one upstream response. */
@@ -379,7 +381,7 @@ function startH2(ep: Endpoint, headers: HeaderMap, endStream: boolean, handler: 
   });
   stream.on('error', (err: Error & { code?: string }) => {
     const code = err.code ?? '';
-    if (code === 'ERR_HTTP2_STREAM_ERROR' && !started) fail('remote_reset', err);
+    if (code === 'ERR_HTTP2_STREAM_ERROR' && !started) fail(stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ? 'remote_refused_stream_reset' : 'remote_reset', err);
     else if (code === 'ECONNREFUSED' || code === 'ERR_HTTP2_GOAWAY_SESSION' || code === 'ETIMEDOUT') fail('connection_failure', err);
     else if (code === 'ERR_HTTP2_ERROR' || code === 'ERR_HTTP2_INVALID_HEADER_VALUE') fail('protocol_error', err);
     else fail(started ? 'remote_reset' : 'connection_failure', err);

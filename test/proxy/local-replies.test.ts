@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import type http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
@@ -74,6 +75,8 @@ let garbagePort: number;
 let hangup: net.Server;
 let hangupPort: number;
 let partial: TestServer & { server: http.Server };
+let refusing: TestServer;
+let resetting: TestServer;
 const rawSockets = new Set<net.Socket>();
 
 before(async () => {
@@ -101,6 +104,9 @@ before(async () => {
   });
   await new Promise<void>((r) => hangup.listen(0, '127.0.0.1', () => r()));
   hangupPort = (hangup.address() as net.AddressInfo).port;
+  // HTTP/2 upstreams that answer every stream with RST_STREAM (REFUSED_STREAM / INTERNAL_ERROR).
+  refusing = await startHttp2((stream) => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM));
+  resetting = await startHttp2((stream) => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
   // Sends headers and part of the body, then dies (/die) or stalls (/stall).
   partial = await startHttp1((req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' });
@@ -110,7 +116,7 @@ before(async () => {
 });
 after(async () => {
   for (const s of rawSockets) s.destroy();
-  await Promise.all([silent1.close(), silent2.close(), partial.close(), new Promise<void>((r) => garbage.close(() => r())), new Promise<void>((r) => hangup.close(() => r()))]);
+  await Promise.all([silent1.close(), silent2.close(), partial.close(), refusing.close(), resetting.close(), new Promise<void>((r) => garbage.close(() => r())), new Promise<void>((r) => hangup.close(() => r()))]);
 });
 
 for (const down of ['h1', 'h2'] as const) {
@@ -146,6 +152,16 @@ for (const down of ['h1', 'h2'] as const) {
   test(`${D}: 503 upstream_reset_before_response_started{connection_termination} (UC) when the upstream closes without answering`, async () => {
     const r = await scenario([cluster('hangup', hangupPort)], [route('hangup')], '/uc', down);
     assertLocal(r, 503, 'upstream_reset_before_response_started{connection_termination}', 'UC', /connection termination/);
+  });
+
+  test(`${D} → HTTP/2: 503 upstream_reset_before_response_started{remote_refused_stream_reset} (UR) when the upstream refuses the stream`, async () => {
+    const r = await scenario([cluster('refusing', refusing.port, { protocol: 'HTTP2' })], [route('refusing')], '/refused', down);
+    assertLocal(r, 503, 'upstream_reset_before_response_started{remote_refused_stream_reset}', 'UR', /remote refused stream reset/);
+  });
+
+  test(`${D} → HTTP/2: 503 upstream_reset_before_response_started{remote_reset} (UR) when the upstream resets the stream`, async () => {
+    const r = await scenario([cluster('resetting', resetting.port, { protocol: 'HTTP2' })], [route('resetting')], '/reset', down);
+    assertLocal(r, 503, 'upstream_reset_before_response_started{remote_reset}', 'UR', /remote reset/);
   });
 
   test(`${D}: 404 route_not_found (NR) when no route matches`, async () => {
