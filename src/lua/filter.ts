@@ -232,15 +232,29 @@ export class LuaHttpFilter implements HttpFilter {
     d.state = State.Running;
     d.budgetLeft = s.budgetTicks;
     this.stats.executions.inc();
-    const [thread, r] = s.state.start([d.dir, d.cid, d.seg], d.budgetLeft);
-    d.thread = thread;
-    this.#drive(d, r);
+    let started: [ThreadRef, ResumeResult];
+    try {
+      started = s.state.start([d.dir, d.cid, d.seg], d.budgetLeft);
+    } catch (e) {
+      // an engine failure (closed state, addon error) must not break the stream
+      this.#scriptError(d, `lua engine error: ${(e as Error).message}`);
+      return;
+    }
+    d.thread = started[0];
+    this.#drive(d, started[1]);
   }
 
   #resume(d: Direction, values: PushValue[]): void {
     d.seg++;
     d.state = State.Running;
-    const r = this.script.state.resume(d.thread, [d.seg, ...values], Math.max(1, d.budgetLeft));
+    let r: ResumeResult;
+    try {
+      r = this.script.state.resume(d.thread, [d.seg, ...values], Math.max(1, d.budgetLeft));
+    } catch (e) {
+      d.suspended = false;
+      this.#scriptError(d, `lua engine error: ${(e as Error).message}`);
+      return;
+    }
     this.#drive(d, r);
   }
 
@@ -265,7 +279,13 @@ export class LuaHttpFilter implements HttpFilter {
       const next = this.#op(d, v);
       if (next === undefined) return;
       d.seg++;
-      r = this.script.state.resume(d.thread, [d.seg, ...next], Math.max(1, d.budgetLeft));
+      try {
+        r = this.script.state.resume(d.thread, [d.seg, ...next], Math.max(1, d.budgetLeft));
+      } catch (e) {
+        d.suspended = false;
+        this.#scriptError(d, `lua engine error: ${(e as Error).message}`);
+        return;
+      }
     }
   }
 
