@@ -55,6 +55,7 @@ function streamOf(vm: WasmVm): StreamContext | undefined {
 
 /** The map for a map type, or undefined when unavailable. */
 function mapOf(vm: WasmVm, type: number, forWrite: boolean): HeaderMap | undefined {
+  if (vm.allocating) return undefined;
   if (type <= 3) {
     const s = streamOf(vm);
     if (!s || s.host.kind !== 'http') return undefined;
@@ -75,6 +76,7 @@ const EMPTY = new Uint8Array(0);
 
 function bufferOf(vm: WasmVm, type: number): { bytes: () => Uint8Array; length: number; writable: import('../filters/data-buffer.ts').DataBuffer | undefined } | undefined {
   const ctx = vm.effective;
+  if (vm.allocating) return undefined;
   if (type <= 3) {
     const s = streamOf(vm);
     const b = s?.host.buffer(type);

@@ -240,6 +240,8 @@ export class WasmVm {
   #u8: Uint8Array = new Uint8Array(0);
   #dv: DataView = new DataView(new ArrayBuffer(0));
 
+  /** True while the plugin's allocator runs (see alloc()). */
+  allocating = false;
   readonly metrics = new Map<number, MetricEntry>();
   readonly #metricNext = [1, 1, 1];
   #nextCalloutToken = [1, 1, 1];
@@ -758,7 +760,15 @@ export class WasmVm {
    * or returned memory outside the instance.
    */
   alloc(size: number): number {
-    const p = this.ex.alloc!(size) >>> 0;
+    // While the plugin's allocator runs, maps and buffers are unavailable to it (cpp-host restricts
+    // hostcalls there): a hostile allocator must not change what the host is about to copy.
+    this.allocating = true;
+    let p: number;
+    try {
+      p = this.ex.alloc!(size) >>> 0;
+    } finally {
+      this.allocating = false;
+    }
     if (p === 0 || p + size > this.u8().length) return 0;
     return p;
   }

@@ -469,8 +469,8 @@ test('WASI subset under both module names: fd_write, clocks, random, environ, ar
   assert.equal(p.vm!.failure?.kind, 'proc_exit');
 });
 
-test('allocator failures: 0 and out-of-bounds pointers give INVALID_MEMORY_ACCESS', async () => {
-  const { h, stream, p } = await setup();
+test('allocator failures: 0 and out-of-bounds pointers give INVALID_MEMORY_ACCESS; a hostile allocator cannot mutate maps', async () => {
+  const { h, stream, p, s } = await setup();
   const a = h.out();
   const b = h.out();
   const [k, kl] = h.put(':path');
@@ -481,6 +481,15 @@ test('allocator failures: 0 and out-of-bounds pointers give INVALID_MEMORY_ACCES
   assert.equal(h.call('proxy_get_header_map_value', stream, 0, k, kl, a, b), Status.InvalidMemoryAccess);
   h.setGlobal('mode', 0);
   assert.equal(h.call('proxy_get_header_map_value', stream, 0, k, kl, a, b), Status.Ok);
+  // a hostile allocator cannot mutate the map the host is serializing
+  const before = [...s.reqHeaders!];
+  h.setGlobal('mode', 3);
+  assert.equal(h.call('proxy_get_header_map_pairs', stream, 0, a, b), Status.Ok);
+  assert.equal(h.global('call_pairs_status'), Status.BadArgument, 'map unavailable inside the allocator');
+  const got = h.bytesAt(a, b);
+  assert.deepEqual(decodePairs(got, 0, got.length), before, 'a consistent serialization');
+  assert.deepEqual([...s.reqHeaders!], before);
+  h.setGlobal('mode', 0);
   assert.equal(p.vm!.failed, false);
 });
 

@@ -109,6 +109,9 @@ export function harnessWat(abiMarker = 'proxy_abi_version_0_2_1'): string {
     (if (i32.eqz (local.get $n)) (then (global.set $zero_allocs (i32.add (global.get $zero_allocs) (i32.const 1)))))
     (if (i32.eq (global.get $mode) (i32.const 1)) (then (return (i32.const 0))))
     (if (i32.eq (global.get $mode) (i32.const 2)) (then (return (i32.const 0x7fffff00))))
+    ;; mode 3: a hostile allocator that tries to grow the request headers while the host copies them
+    (if (i32.eq (global.get $mode) (i32.const 3))
+      (then (global.set $call_pairs_status (call $f${SIGNATURES.findIndex((s) => s[1] === 'proxy_add_header_map_value')} (i32.const 0) (i32.const 0) (i32.const 8) (i32.const 0) (i32.const 8)))))
     (local.set $p (global.get $bump))
     (global.set $bump (i32.and (i32.add (i32.add (global.get $bump) (local.get $n)) (i32.const 7)) (i32.const -8)))
     (local.get $p))
