@@ -105,8 +105,12 @@ before(async () => {
   await new Promise<void>((r) => hangup.listen(0, '127.0.0.1', () => r()));
   hangupPort = (hangup.address() as net.AddressInfo).port;
   // HTTP/2 upstreams that answer every stream with RST_STREAM (REFUSED_STREAM / INTERNAL_ERROR).
-  refusing = await startHttp2((stream) => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM));
-  resetting = await startHttp2((stream) => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+  const rstWith = (code: number) => (stream: http2.ServerHttp2Stream) => {
+    stream.on('error', () => {}); // closing with an error code also errors our own side
+    stream.close(code);
+  };
+  refusing = await startHttp2(rstWith(http2.constants.NGHTTP2_REFUSED_STREAM));
+  resetting = await startHttp2(rstWith(http2.constants.NGHTTP2_INTERNAL_ERROR));
   // Sends headers and part of the body, then dies (/die) or stalls (/stall).
   partial = await startHttp1((req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' });
