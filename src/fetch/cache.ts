@@ -50,6 +50,9 @@ export interface CacheOptions {
   now?: () => number;
 }
 
+/** Age after which a temp file is a crash leftover rather than a write in progress. */
+const STALE_TMP_MS = 10 * 60_000;
+
 export function moduleDirName(moduleName: string): string {
   return sha256Hex(new TextEncoder().encode(moduleName));
 }
@@ -120,8 +123,10 @@ export class ModuleCache {
       for (const f of await readdir(join(this.dir, d.name))) {
         const path = join(this.dir, d.name, f);
         if (f.includes('.tmp-')) {
-          // Left by a crash mid-write: never a valid module.
-          await rm(path, { force: true });
+          // Left by a crash mid-write: never a valid module. A recent one may be another worker's
+          // write in progress (threads share the directory), so only old ones are removed.
+          const st = await stat(path).catch(() => undefined);
+          if (st && Date.now() - st.mtimeMs > STALE_TMP_MS) await rm(path, { force: true });
           continue;
         }
         const m = /^([a-f0-9]{64})\.wasm$/.exec(f);

@@ -316,7 +316,8 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
     version: string,
     ignoreVersion: boolean,
   ): Promise<{ checksum: string; bytes: Uint8Array; path: string; fromCache?: boolean }> {
-    const decidedAt = Date.now();
+    // What this fetcher knew when it decided to download; only newer news from disk may change that.
+    const knownAt = cache.tag(parsed.url)?.fetchedAt ?? -1;
     let lock: { waited: boolean; release(): Promise<void> } | undefined;
     try {
       lock = await cache.lock(key, fetchTimeoutMs + 5000, AbortSignal.timeout(fetchTimeoutMs + 10_000));
@@ -328,10 +329,11 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
       // Look again under the lock even if it was free: another thread may have finished just before.
       if (lock) {
         await cache.reload();
-        // Only a download finished after this call decided to download counts: the policy decision
-        // already made (e.g. Always with a new resourceVersion) must not be undone by the old tag.
+        // Only a tag written by a download this fetcher had not seen counts, and only if it satisfies
+        // the policy: the decision already made (e.g. Always with a new resourceVersion) must not be
+        // undone by the tag it was made against.
         const t = expected ? undefined : cache.tag(parsed.url);
-        const checksum = expected ?? (t && (t.fetchedAt ?? 0) >= decidedAt && (ignoreVersion || t.versions[resource] === version) ? t.checksum : undefined);
+        const checksum = expected ?? (t && (t.fetchedAt ?? 0) > knownAt && (ignoreVersion || t.versions[resource] === version) ? t.checksum : undefined);
         const entry = checksum ? cache.get(parsed.moduleName, checksum) : undefined;
         const bytes = entry ? await cache.read(entry) : undefined;
         if (entry && bytes) {

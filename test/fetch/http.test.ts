@@ -382,6 +382,25 @@ describe('cache', () => {
     assert.deepEqual(readdirSync(join(cacheDir, 'locks')), [], 'locks released');
   });
 
+  it('a fetcher opened before another one downloaded finds the module on disk (late worker)', async () => {
+    routes.set('/late.wasm', (res) => res.end(W1));
+    const cacheDir = join(dir, 'late-cache');
+    const late = await createModuleFetcher(fetcherOpts({ cacheDir }));
+    const early = await createModuleFetcher(fetcherOpts({ cacheDir }));
+    try {
+      assert.equal((await early.fetch({ url: `${srv.url}/late.wasm`, imagePullPolicy: 'Always' }, ctx)).source, 'remote');
+      const m = await late.fetch({ url: `${srv.url}/late.wasm`, imagePullPolicy: 'Always' }, ctx);
+      assert.equal(m.source, 'cache');
+      assert.equal(srv.hits.get('/late.wasm'), 1);
+      // A real resource change still re-pulls in either fetcher.
+      assert.equal((await late.fetch({ url: `${srv.url}/late.wasm`, imagePullPolicy: 'Always' }, { ...ctx, resourceVersion: '2' })).source, 'remote');
+      assert.equal(srv.hits.get('/late.wasm'), 2);
+    } finally {
+      await late.close();
+      await early.close();
+    }
+  });
+
   it('takes over a stale download lock left by a dead holder', async () => {
     routes.set('/stale.wasm', (res) => res.end(W1));
     const cacheDir = join(dir, 'stale-cache');
@@ -430,14 +449,19 @@ describe('cache', () => {
     await f1.close();
     writeFileSync(first.path, 'garbage');
     mkdirSync(join(cacheDir, 'a'.repeat(64)), { recursive: true });
-    writeFileSync(join(cacheDir, 'a'.repeat(64), `${'b'.repeat(64)}.wasm.tmp-1-abcd`), 'partial');
+    const leftover = join(cacheDir, 'a'.repeat(64), `${'b'.repeat(64)}.wasm.tmp-1-abcd`);
+    writeFileSync(leftover, 'partial');
+    const longAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(leftover, longAgo, longAgo);
+    const fresh = join(cacheDir, 'a'.repeat(64), `${'c'.repeat(64)}.wasm.tmp-2-abcd`);
+    writeFileSync(fresh, 'being written by another worker');
     const f2 = await createModuleFetcher(fetcherOpts({ cacheDir }));
     try {
       const m = await f2.fetch({ url: `${srv.url}/corrupt.wasm` }, ctx);
       assert.equal(m.source, 'remote');
       assertBytes(m.bytes, W1);
       assertBytes(readFileSync(first.path), W1, 'rewritten');
-      assert.equal(readdirSync(join(cacheDir, 'a'.repeat(64))).length, 0, 'temp file removed at open');
+      assert.deepEqual(readdirSync(join(cacheDir, 'a'.repeat(64))), [`${'c'.repeat(64)}.wasm.tmp-2-abcd`], 'old temp file removed at open, a fresh one (a write in progress) kept');
     } finally {
       await f2.close();
     }
