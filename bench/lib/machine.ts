@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, totalmem, release } from 'node:os';
-import { CLK_TCK, cpuTicks } from './proc.ts';
+import { CLK_TCK, cpuTicks, treeTicks } from './proc.ts';
 
 export interface MachineInfo {
   nproc: number;
@@ -64,7 +64,8 @@ export class BusyWindow {
   }
   #ours(): number {
     let t = cpuTicks(process.pid, true);
-    for (const p of this.#pids) t += cpuTicks(p);
+    // Whole trees: an nginx master's CPU is nothing, its worker's is the measurement.
+    for (const p of this.#pids) t += treeTicks(p);
     return t;
   }
   end(): BusyReport {

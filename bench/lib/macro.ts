@@ -5,7 +5,7 @@
  * moderate rate, RSS, stop.
  */
 import { readFileSync } from 'node:fs';
-import { CORES, label, meshextLog, startContender, type ContenderSpec, type Running } from './contenders.ts';
+import { CORES, label, meshextLog, PORTS, startContender, type ContenderSpec, type Running } from './contenders.ts';
 import { runH2load, runWrk, type WrkResult } from './load.ts';
 import { BusyWindow, isBusy, waitQuiet, type BusyReport, type QuietBudget } from './machine.ts';
 import { CLK_TCK, sleep, treeRssKiB, treeTicks, type Started } from './proc.ts';
@@ -55,6 +55,8 @@ export interface CellResult {
   latency?: { rate: number; achieved: number; p50us: number; p99us: number; p999us: number; errors: number; flagged: boolean };
   /** HTTP/2: h2load's mean request time under full load. */
   h2MeanUs?: number;
+  /** meshext's Lua engine for Lua cells (luajit or wasmoon), from /config_dump. */
+  luaEngine?: string;
 }
 
 export interface MacroOptions {
@@ -92,6 +94,16 @@ async function probe(r: Running, sc: Scenario): Promise<{ ok: boolean; detail: s
     return { ok: true, detail: 'ok' };
   } catch (e) {
     return { ok: false, detail: (e as Error).message };
+  }
+}
+
+/** The Lua engine meshext picked ('auto' = LuaJIT when its addon is built, else wasmoon). */
+export async function luaEngineOf(adminPort: number): Promise<string | undefined> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/config_dump`, { signal: AbortSignal.timeout(5000) })).text();
+    return /"engine"\s*:\s*"([^"]+)"/.exec(text)?.[1];
+  } catch {
+    return undefined;
   }
 }
 
@@ -156,8 +168,10 @@ export async function runCell(sc: Scenario, spec: ContenderSpec, o: MacroOptions
       const logTail = spec.proxy === 'meshext' ? lastLogLines(meshextLog(o.work, `${spec.ext}-${spec.stack}`), 2) : '';
       cell.status = spec.ext.startsWith('wasm') ? 'unavailable' : 'failed';
       cell.note = `check request failed: ${p.detail}${logTail ? ` — log: ${logTail}` : ''}`;
+      if (spec.proxy === 'meshext' && spec.ext.startsWith('lua')) cell.luaEngine = await luaEngineOf(PORTS.meshextAdmin);
       return cell;
     }
+    if (spec.proxy === 'meshext' && spec.ext.startsWith('lua')) cell.luaEngine = await luaEngineOf(PORTS.meshextAdmin);
     const tag = `${sc.id}-${spec.proxy}-${spec.ext}-${spec.stack}`;
     await loadOnce(sc, r, o.warmSeconds, tag, o.work);
     const pids = [o.upstream.pid, ...(r.proc ? [r.proc.pid] : [])];

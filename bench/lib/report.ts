@@ -132,7 +132,7 @@ function cellTable(r: Report, cells: CellResult[], h2: boolean): string[] {
   ];
   for (const c of cells) {
     if (c.status !== 'ok') {
-      L.push(`| ${label(c.spec)} | ${c.status === 'unavailable' ? '*not available yet*' : '*failed*'} | | | | | | | | | | ${h2 ? ' |' : ''}`);
+      L.push(`| ${label(c.spec)}${c.luaEngine ? ` (${c.luaEngine})` : ''} | ${c.status === 'unavailable' ? '*not available yet*' : '*failed*'} | | | | | | | | | | ${h2 ? ' |' : ''}`);
       continue;
     }
     const peer = nginxPeer(r, c);
@@ -140,7 +140,7 @@ function cellTable(r: Report, cells: CellResult[], h2: boolean): string[] {
     const costStr = ok(base) ? `${pct(1 - c.rps / base.rps)} req/s, +${fmt1(c.cpuUsPerReq - base.cpuUsPerReq)} µs` : '';
     const peerOk = ok(peer) && peer !== c;
     L.push(
-      `| ${label(c.spec)} | ${fmtInt(c.rps)} | ±${pct(c.rpsSpread / 2)} | ${peerOk ? ratio(c.rps, peer.rps) : '—'} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.cpuUsPerReq)} | ${c.spec.proxy === 'direct' ? '' : `±${pct(c.cpuSpread / 2)}`} | ${peerOk && c.spec.proxy !== 'direct' ? ratio(c.cpuUsPerReq, peer.cpuUsPerReq) : '—'} | ${c.spec.proxy === 'direct' ? '—' : pct(c.proxyCore)} | ${costStr} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.rssMiB)} | ${c.runs.length} (${c.busyRuns}) |${h2 ? ` ${fmtUs(c.h2MeanUs ?? NaN)} |` : ''}`,
+      `| ${label(c.spec)}${c.luaEngine ? ` (${c.luaEngine})` : ''} | ${fmtInt(c.rps)} | ±${pct(c.rpsSpread / 2)} | ${peerOk ? ratio(c.rps, peer.rps) : '—'} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.cpuUsPerReq)} | ${c.spec.proxy === 'direct' ? '' : `±${pct(c.cpuSpread / 2)}`} | ${peerOk && c.spec.proxy !== 'direct' ? ratio(c.cpuUsPerReq, peer.cpuUsPerReq) : '—'} | ${c.spec.proxy === 'direct' ? '—' : pct(c.proxyCore)} | ${costStr} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.rssMiB)} | ${c.runs.length} (${c.busyRuns}) |${h2 ? ` ${fmtUs(c.h2MeanUs ?? NaN)} |` : ''}`,
     );
   }
   const notes = cells.filter((c) => c.status !== 'ok' && c.note).map((c) => `- ${label(c.spec)}: ${c.note}`);
