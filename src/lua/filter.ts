@@ -63,6 +63,8 @@ export class Direction {
   keys: Map<string, unknown> | undefined;
   /** The coroutine is parked in a yield. */
   suspended = false;
+  /** The hook function returned (the prelude marked its handle dead itself). */
+  endedOk = false;
 
   constructor(filter: LuaHttpFilter, dir: 0 | 1) {
     this.filter = filter;
@@ -234,7 +236,7 @@ export class LuaHttpFilter implements HttpFilter {
     this.stats.executions.inc();
     let started: [ThreadRef, ResumeResult];
     try {
-      started = s.state.start([d.dir, d.cid, d.seg], d.budgetLeft);
+      started = s.state.start([d.dir, d.cid, d.seg, s.takeReap()], d.budgetLeft);
     } catch (e) {
       // an engine failure (closed state, addon error) must not break the stream
       this.#scriptError(d, `lua engine error: ${(e as Error).message}`);
@@ -245,7 +247,6 @@ export class LuaHttpFilter implements HttpFilter {
   }
 
   #resume(d: Direction, values: PushValue[]): void {
-    d.seg++;
     d.state = State.Running;
     let r: ResumeResult;
     try {
@@ -264,6 +265,7 @@ export class LuaHttpFilter implements HttpFilter {
       if (this.script.budgetTicks > 0) d.budgetLeft -= r.used;
       d.suspended = r.status === ResumeStatus.Yield;
       if (r.status === ResumeStatus.Ok) {
+        d.endedOk = true;
         this.#finish(d, State.Done);
         return;
       }
@@ -276,9 +278,10 @@ export class LuaHttpFilter implements HttpFilter {
         this.#scriptError(d, 'script performed an unexpected yield');
         return;
       }
+      // the next segment starts now: objects of the last one are dead while the hook waits
+      d.seg++;
       const next = this.#op(d, v);
       if (next === undefined) return;
-      d.seg++;
       try {
         r = this.script.state.resume(d.thread, [d.seg, ...next], Math.max(1, d.budgetLeft));
       } catch (e) {
@@ -435,7 +438,8 @@ export class LuaHttpFilter implements HttpFilter {
       d.thread = -1;
     }
     if (d.cid !== 0) {
-      this.script.unregister(d.cid);
+      // a hook that did not return normally is marked dead in Lua at the next entry
+      this.script.unregister(d.cid, !d.endedOk);
       d.cid = 0;
     }
   }

@@ -31,7 +31,7 @@ interface Addon {
   /** [ref, status, used, ...values] */
   start(st: object, args: readonly PushValue[], budget: number): unknown[];
   /** number (used * 2^26 + status * 2^24 + ref) when the run ended without values, else [ref, status, used, ...values] */
-  startHook(st: object, a: number, b: number, c: number, budget: number): number | unknown[];
+  startHook(st: object, a: number, b: number, c: number, d: number, budget: number): number | unknown[];
   /** [status, used, ...values] */
   resume(st: object, ref: number, args: readonly PushValue[], budget: number): unknown[];
   release(st: object, ref: number): void;
@@ -98,8 +98,8 @@ class LuajitState implements LuaState {
     this.#a.takeEntry(this.#st, name);
   }
   start(args: readonly PushValue[], budget: number): [ThreadRef, ResumeResult] {
-    if (args.length === 3 && typeof args[0] === 'number' && typeof args[1] === 'number' && typeof args[2] === 'number') {
-      const r = this.#a.startHook(this.#st, args[0], args[1], args[2], budget);
+    if (args.length === 4 && typeof args[0] === 'number' && typeof args[1] === 'number' && typeof args[2] === 'number' && typeof args[3] === 'number') {
+      const r = this.#a.startHook(this.#st, args[0], args[1], args[2], args[3], budget);
       if (typeof r === 'number') {
         const used = Math.floor(r / 67108864);
         const rest = r - used * 67108864;

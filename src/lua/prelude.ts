@@ -27,51 +27,35 @@ local yield = coroutine.yield
 local format = string.format
 local newproxy, getmetatable, tonumber, floor = newproxy, getmetatable, tonumber, math.floor
 
--- userdata objects: one metatable per type; per-object fields live in D, a STRONG table that the
--- prelude cleans itself: every object made during a run segment is dropped from D when the hook
--- yields or ends, which is exactly Envoy's "marked dead" rule (D[obj] == nil means dead). Weak
--- tables are avoided on purpose: LuaJIT's non-ephemeron weak tables let per-request garbage pile up.
-local D = {}
-local newtype
--- (track() is inlined in the constructors: they run several times per request)
+-- userdata objects: each object's metatable IS its data table (fields plus __index/__pairs), so
+-- there is no side table to maintain: getmetatable(obj) gives the fields. An object belongs to the
+-- run segment it was made in; the handle's seg changes at every yield (-2 while suspended, the new
+-- segment after, -1 once the hook ended), which is how everything "dies" as Envoy's markDead has it.
+-- Host calls are also checked in JS against (cid, seg), which covers handles of other hooks.
+local mk
 if ENG and ENG.newud then
-  local newud = ENG.newud
-  newtype = function(mt)
-    return function(d)
-      local u = newud(mt)
-      D[u] = d
-      local h = d.h
-      local n = h.n + 1
-      h.n = n
-      h.objs[n] = u
-      return u
-    end
-  end
+  mk = ENG.newud
 else
-  newtype = function(mt)
-    local proto = newproxy(true)
-    local pmt = getmetatable(proto)
-    for k, v in next, mt do pmt[k] = v end
-    return function(d)
-      local u = newproxy(proto)
-      D[u] = d
-      local h = d.h
-      local n = h.n + 1
-      h.n = n
-      h.objs[n] = u
-      return u
-    end
+  local dsm = debug.setmetatable
+  mk = function(d)
+    local u = newproxy()
+    dsm(u, d)
+    return u
   end
 end
--- everything made since the last yield dies (the handle itself lives until the hook ends)
-local function cleanup(h)
-  local objs = h.objs
-  for i = 1, h.n do
-    D[objs[i]] = nil
-    objs[i] = nil
+local function newtype(mt)
+  local idx, pr = mt.__index, mt.__pairs
+  if pr then
+    return function(d)
+      d.__index = idx
+      d.__pairs = pr
+      return mk(d)
+    end
   end
-  h.n = 0
-  h.hobj, h.siobj, h.pk = nil, nil, nil
+  return function(d)
+    d.__index = idx
+    return mk(d)
+  end
 end
 
 local function tname(v, i, n)
@@ -92,8 +76,8 @@ local function cint(v, i, fname)
   error(format("bad argument #%d to '%s' (number expected, got %s)", i, fname, tname(v, i, i - 1)), 3)
 end
 local function self_d(self)
-  local d = D[self]
-  if d == nil then error(DEAD, 3) end
+  local d = getmetatable(self)
+  if d == nil or d.h == nil or d.seg < 0 or d.seg ~= d.h.seg then error(DEAD, 3) end
   return d
 end
 local live = self_d
@@ -140,7 +124,7 @@ local function hiter(self)
   end, self, nil
 end
 function HM:get(k)
-  local d = D[self]
+  local d = getmetatable(self)
   if d == nil then error(DEAD, 2) end
   if type(k) ~= "string" then k = cstr(k, 1, "get") end
   local v, e = hget(d.cid, d.seg, d.w, k)
@@ -159,7 +143,7 @@ local function mut(d)
   if d.iter then error("header map cannot be modified while iterating", 3) end
 end
 function HM:add(k, v)
-  local d = D[self]
+  local d = getmetatable(self)
   if d == nil then error(DEAD, 2) end
   if type(k) ~= "string" then k = cstr(k, 1, "add") end
   if type(v) ~= "string" then v = cstr(v, 2, "add") end
@@ -168,7 +152,7 @@ function HM:add(k, v)
   if r == false then error(e, 2) end
 end
 function HM:replace(k, v)
-  local d = D[self]
+  local d = getmetatable(self)
   if d == nil then error(DEAD, 2) end
   if type(k) ~= "string" then k = cstr(k, 1, "replace") end
   if type(v) ~= "string" then v = cstr(v, 2, "replace") end
@@ -231,6 +215,7 @@ end
 local newMeta = newtype({ __index = MM, __pairs = miter })
 local EMPTY = {}
 local function meta(d, kind)
+  if d.seg < 0 then error(DEAD, 3) end
   local t = chk(H.meta(d.cid, d.seg, kind))
   return newMeta({ cid = d.cid, seg = d.seg, h = d, t = t or EMPTY })
 end
@@ -238,7 +223,7 @@ end
 -- ---------------------------------------------------------------- dynamic metadata
 local DM = {}
 function DM:get(ns)
-  local d = D[self]
+  local d = getmetatable(self)
   if d == nil then error(DEAD, 2) end
   if type(ns) ~= "string" then ns = cstr(ns, 1, "get") end
   local v, e = dmget(d.cid, d.seg, ns)
@@ -246,7 +231,7 @@ function DM:get(ns)
   if v ~= nil then return v end
 end
 function DM:set(ns, k, v)
-  local d = D[self]
+  local d = getmetatable(self)
   if d == nil then error(DEAD, 2) end
   if type(ns) ~= "string" then ns = cstr(ns, 1, "set") end
   if type(k) ~= "string" then k = cstr(k, 2, "set") end
@@ -335,11 +320,11 @@ for _, n in next, { "protocol", "downstreamLocalAddress", "downstreamDirectLocal
   SI[n] = sifn(n)
 end
 function SI:dynamicMetadata()
-  local d = D[self]
-  if d == nil then error(DEAD, 2) end
+  local d = getmetatable(self)
+  if d == nil or d.h == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   local o = d.dm
   if o == nil then
-    o = newDM({ cid = d.cid, seg = d.seg, h = d.h })
+    o = mk({ __index = DM, __pairs = dmiter, cid = d.cid, seg = d.seg, h = d.h })
     d.dm = o
   end
   return o
@@ -416,26 +401,22 @@ local newStats = newtype({ __index = ST })
 local HD = {}
 
 -- Suspends the hook until the driver resumes it; everything made before is dead afterwards.
-local ABORT = "\1meshext.abort"
 local function block(d, op, a, b, c, e, f)
+  if d.seg < 0 then error(DEAD, 3) end
+  d.seg = -2 -- dead while suspended: another coroutine must not use this handle meanwhile
+  d.hobj, d.siobj, d.pk = nil, nil, nil
   local seg, r1, r2 = yield(SENT, op, a, b, c, e, f)
-  cleanup(d)
-  if seg < 0 then
-    -- the stream is gone (reset, respond()): unwind so the hook's objects are released
-    d.seg = -1
-    error(ABORT, 0)
-  end
   d.seg = seg
   if r1 == false then error(r2, 3) end
   return r1, r2
 end
 
 function HD:headers()
-  local d = D[self]
-  if d == nil then error(DEAD, 2) end
+  local d = getmetatable(self)
+  if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
   local o = d.hobj
   if o ~= nil then return o end
-  o = newHeaders({ cid = d.cid, seg = d.seg, h = d, w = 0 })
+  o = mk({ __index = HM, __pairs = hiter, cid = d.cid, seg = d.seg, h = d, w = 0 })
   d.hobj = o
   return o
 end
@@ -476,11 +457,11 @@ function HD:route()
   return newVhost({ cid = d.cid, seg = d.seg, h = d, kind = "route" })
 end
 function HD:streamInfo()
-  local d = D[self]
-  if d == nil then error(DEAD, 2) end
+  local d = getmetatable(self)
+  if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
   local o = d.siobj
   if o ~= nil then return o end
-  o = newSI({ cid = d.cid, seg = d.seg, h = d })
+  o = mk({ __index = SI, cid = d.cid, seg = d.seg, h = d })
   d.siobj = o
   return o
 end
@@ -610,41 +591,23 @@ function __meshext_capture()
   __meshext_hooks = (hooks[0] and 1 or 0) + (hooks[1] and 2 or 0)
   __meshext_capture = nil
 end
-local handleMT = { __index = HD }
-local newHandleUd
-if ENG and ENG.newud then
-  local newud = ENG.newud
-  newHandleUd = function() return newud(handleMT) end
-else
-  local proto = newproxy(true)
-  getmetatable(proto).__index = HD
-  newHandleUd = function() return newproxy(proto) end
-end
--- Hooks that ended by an error or were abandoned (reset, respond()) are reaped at the next entry:
--- no pcall wraps the hook, so the budget error cannot be swallowed by the prelude itself and a
--- coroutine the driver drops needs no further resume.
-local PENDING = {}
-local function reap()
-  for pd in next, PENDING do
-    PENDING[pd] = nil
-    pd.seg = -1
-    cleanup(pd)
-    D[pd.ud] = nil
+-- Handle data by hook id: hooks that ended by an error or were abandoned (reset, respond()) are
+-- marked dead when the driver passes their id to the next entry (before any script code runs).
+local LIVE = {}
+function __meshext_entry(dir, cid, seg, reap)
+  if reap ~= 0 then
+    local pd = LIVE[reap]
+    if pd ~= nil then
+      pd.seg = -1
+      pd.hobj, pd.siobj, pd.pk = nil, nil, nil
+    end
   end
-end
-function __meshext_entry(dir, cid, seg)
-  if next(PENDING) ~= nil then reap() end
-  local d = { cid = cid, seg = seg, dir = dir, objs = {}, n = 0 }
+  local d = { __index = HD, cid = cid, seg = seg, dir = dir }
   d.h = d
-  local u = newHandleUd()
-  D[u] = d
-  d.ud = u
-  PENDING[d] = true
-  hooks[dir](u)
-  PENDING[d] = nil
+  LIVE[cid] = d
+  hooks[dir](mk(d))
   d.seg = -1
-  cleanup(d)
-  D[u] = nil
+  d.hobj, d.siobj, d.pk = nil, nil, nil
 end
 `;
 

@@ -150,6 +150,7 @@ export class LuaScript {
   readonly hooks: number;
   readonly #ctxs: (Direction | undefined)[] = [undefined];
   readonly #free: number[] = [];
+  readonly #reap: number[] = [];
   #active = 0;
   #released = false;
   #closed = false;
@@ -228,10 +229,23 @@ export class LuaScript {
     return cid;
   }
 
-  unregister(cid: number): void {
+  /**
+   * A hook ended. An abnormal end (error, reset, respond()) leaves its Lua handle looking alive, so
+   * its id is held back until the next hook entry has marked it dead (takeReap), then reused.
+   */
+  unregister(cid: number, abnormal = false): void {
     if (this.#ctxs[cid] === undefined) return;
     this.#ctxs[cid] = undefined;
+    if (abnormal) this.#reap.push(cid);
+    else this.#free.push(cid);
+  }
+
+  /** The next hook id the prelude must mark dead (0 = none); it becomes reusable. */
+  takeReap(): number {
+    const cid = this.#reap.pop();
+    if (cid === undefined) return 0;
     this.#free.push(cid);
+    return cid;
   }
 
   /** Starts a callout for handle:httpCall(). Throws when the request cannot even be sent. */

@@ -604,21 +604,22 @@ static napi_value run(napi_env env, State *s, lua_State *T, napi_value args, dou
 }
 
 /*
- * Fast path for the hook entry: startHook(st, a, b, c, budget). When the run ends with no values
+ * Fast path for the hook entry: startHook(st, a, b, c, d, budget). When the run ends with no values
  * (a hook that returned) the result is one number, used * 2^26 + status * 2^24 + ref, which saves
  * building an array through N-API on every request; otherwise the array form of start().
  */
 static napi_value js_start_hook(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], out, v;
-  double a, b, c, budget = 0;
+  size_t argc = 6;
+  napi_value argv[6], out, v;
+  double a, b, c, e, budget = 0;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   State *s = get_state(env, argv[0]);
   if (!s) return NULL;
   napi_get_value_double(env, argv[1], &a);
   napi_get_value_double(env, argv[2], &b);
   napi_get_value_double(env, argv[3], &c);
-  napi_get_value_double(env, argv[4], &budget);
+  napi_get_value_double(env, argv[4], &e);
+  napi_get_value_double(env, argv[5], &budget);
   lua_State *L = s->L;
   lua_State *T;
   int ref;
@@ -635,6 +636,7 @@ static napi_value js_start_hook(napi_env env, napi_callback_info info) {
   lua_pushnumber(T, a);
   lua_pushnumber(T, b);
   lua_pushnumber(T, c);
+  lua_pushnumber(T, e);
   State *prev = current;
   current = s;
   s->remaining = budget > 0 ? budget : INFINITY;
@@ -644,7 +646,7 @@ static napi_value js_start_hook(napi_env env, napi_callback_info info) {
   }
   double t0 = s->ticks;
   s->enforce = 1;
-  int rc = lua_resume(T, 3);
+  int rc = lua_resume(T, 4);
   s->enforce = 0;
   s->remaining = INFINITY;
   current = prev;
