@@ -688,10 +688,14 @@ export class FilterManager {
     if (!endAfterHeaders) this.#writeDataDownstream(new DataBuffer(bodyBuf), true);
   }
 
-  resetStream(details: string): void {
+  /**
+   * Resets the stream. `localCause` false: the reset has an upstream cause already flagged (UC, UT,
+   * UR...), and Envoy then logs that flag alone, without LR.
+   */
+  resetStream(details: string, localCause = true): void {
     if (this.#destroyed) return;
     if (!this.streamInfo.responseCodeDetails) this.streamInfo.responseCodeDetails = details;
-    this.streamInfo.responseFlags.add('LR');
+    if (localCause) this.streamInfo.responseFlags.add('LR');
     this.decoder.aborted = true;
     this.encoder.aborted = true;
     this.onReset?.();

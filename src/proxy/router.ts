@@ -206,7 +206,7 @@ class Router implements HttpFilter, UpstreamResponseHandler {
     if (reason === 'connection_failure') this.#stats?.cxConnectFail.inc();
     if (this.#responseStarted) {
       cb.streamInfo.responseCodeDetails = reason === 'timeout' ? 'upstream_response_timeout' : `upstream_reset_after_response_started{${reason}}`;
-      this.#fm.resetStream(cb.streamInfo.responseCodeDetails);
+      this.#fm.resetStream(cb.streamInfo.responseCodeDetails, false);
       return;
     }
     this.#stats?.rq5xx.inc();
