@@ -3,7 +3,9 @@
  * HTTP/1.1 (its low-level dispatch() API: the fastest measured from Node) and node:http2 sessions
  * for HTTP/2 (undici cannot send request trailers, which gRPC-style traffic needs).
  */
+import http from 'node:http';
 import http2 from 'node:http2';
+import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
@@ -89,6 +91,7 @@ class Endpoint {
   readonly cluster: Cluster;
   #pool: Pool | undefined;
   #h2: http2.ClientHttp2Session | undefined;
+  #agent: http.Agent | undefined;
   constructor(cluster: Cluster, config: EndpointConfig) {
     this.cluster = cluster;
     this.config = config;
@@ -113,6 +116,21 @@ class Endpoint {
       });
     }
     return this.#pool;
+  }
+
+  /**
+   * node:http keep-alive agent for chunked request bodies: undici always ends a chunked body with
+   * an empty trailer section, so requests that may carry trailers go through node:http instead.
+   */
+  chunkedAgent(): http.Agent {
+    if (!this.#agent) {
+      const c = this.cluster.config;
+      const opts = { keepAlive: true, maxSockets: c.maxConnections };
+      this.#agent = c.tls
+        ? new https.Agent({ ...opts, rejectUnauthorized: !c.tls.insecureSkipVerify, servername: c.tls.sni, ca: c.tls.caFile ? readFileSync(c.tls.caFile) : undefined })
+        : new http.Agent(opts);
+    }
+    return this.#agent;
   }
 
   h2Session(): http2.ClientHttp2Session {
@@ -140,6 +158,8 @@ class Endpoint {
     const s = this.#h2;
     this.#h2 = undefined;
     s?.close();
+    this.#agent?.destroy();
+    this.#agent = undefined;
     if (p) await p.destroy().catch(() => {});
   }
 }
@@ -274,6 +294,117 @@ function startH1(ep: Endpoint, headers: HeaderMap, endStream: boolean, handler: 
   };
   ep.pool().dispatch({ path, method, headers: flat, body, blocking: method !== 'HEAD', idempotent: false }, dispatchHandler);
   return req;
+}
+
+/**
+ * Starts an HTTP/1.1 request with a chunked body through node:http, which can write request
+ * trailers (undici cannot). Used only for bodies of unknown length, so the common paths stay on
+ * undici's faster dispatch().
+ */
+function startH1Chunked(ep: Endpoint, headers: HeaderMap, handler: UpstreamResponseHandler, tls: boolean): UpstreamRequest {
+  const out: Record<string, string | string[]> = {};
+  let method = 'GET';
+  let path = '/';
+  const names = headers.names;
+  const values = headers.values;
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i]!;
+    if (n.charCodeAt(0) === 58) {
+      if (n === ':method') method = values[i]!;
+      else if (n === ':path') path = values[i]!;
+      else if (n === ':authority') out.host = values[i]!;
+      continue;
+    }
+    if (n === 'host') {
+      out.host ??= values[i]!;
+      continue;
+    }
+    if (HOP_BY_HOP.has(n) && !(n === 'te' && values[i] === 'trailers')) continue;
+    const prev = out[n];
+    if (prev === undefined) out[n] = values[i]!;
+    else if (Array.isArray(prev)) prev.push(values[i]!);
+    else out[n] = [prev, values[i]!];
+  }
+  let started = false;
+  let done = false;
+  let response: http.IncomingMessage | undefined;
+  let paused = false;
+  const fail = (reason: UpstreamFailure, err: unknown) => {
+    if (done) return;
+    done = true;
+    handler.onFailure(reason, err, started);
+  };
+  const req = (tls ? https : http).request({
+    host: ep.config.address,
+    port: ep.config.port,
+    method,
+    path,
+    headers: out,
+    agent: ep.chunkedAgent(),
+    setHost: false,
+  });
+  const upstream: UpstreamRequest = {
+    endpoint: ep.config,
+    onDrain: undefined,
+    write(data) {
+      if (done) return true;
+      let ok = true;
+      for (const c of data.chunks()) ok = req.write(c);
+      return ok;
+    },
+    end(trailers) {
+      if (done) return;
+      if (trailers && trailers.size > 0) {
+        const t: Record<string, string> = {};
+        trailers.forEach((n, v) => (t[n] = t[n] === undefined ? v : `${t[n]}, ${v}`));
+        req.addTrailers(t);
+      }
+      req.end();
+    },
+    abort() {
+      if (done) return;
+      done = true;
+      req.destroy();
+    },
+    setResponsePaused(p) {
+      paused = p;
+      if (p) response?.pause();
+      else response?.resume();
+    },
+  };
+  req.on('drain', () => upstream.onDrain?.());
+  req.on('response', (res) => {
+    response = res;
+    started = true;
+    const h = new HeaderMap();
+    h.add(':status', String(res.statusCode ?? 502));
+    const raw = res.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!.toLowerCase();
+      if (!HOP_BY_HOP.has(n)) h.add(n, raw[i + 1]!);
+    }
+    handler.onHeaders(h, false);
+    if (paused) res.pause();
+    res.on('data', (chunk: Buffer) => {
+      if (!done) handler.onData(new DataBuffer(chunk), false);
+    });
+    res.on('end', () => {
+      if (done) return;
+      done = true;
+      const rt = res.rawTrailers;
+      if (rt.length > 0) {
+        const t = new HeaderMap();
+        for (let i = 0; i < rt.length; i += 2) t.add(rt[i]!.toLowerCase(), rt[i + 1]!);
+        handler.onData(new DataBuffer(), false);
+        handler.onTrailers(t);
+      } else {
+        handler.onData(new DataBuffer(), true);
+      }
+    });
+    res.on('error', (err) => fail('remote_reset', err));
+  });
+  req.on('error', (err: Error & { code?: string }) => fail(started ? 'remote_reset' : classifyUndiciError(err), err));
+  return upstream;
 }
 
 /** Starts an HTTP/2 request on the endpoint's shared session. */
@@ -416,9 +547,10 @@ export class Clusters implements ClusterManager {
 
   /** Starts a streaming request on a chosen endpoint of `cluster`. */
   startRequest(cluster: Cluster, endpoint: Endpoint, headers: HeaderMap, endStream: boolean, handler: UpstreamResponseHandler): UpstreamRequest {
-    return cluster.config.protocol === 'HTTP2'
-      ? startH2(endpoint, headers, endStream, handler, !!cluster.config.tls)
-      : startH1(endpoint, headers, endStream, handler);
+    if (cluster.config.protocol === 'HTTP2') return startH2(endpoint, headers, endStream, handler, !!cluster.config.tls);
+    // A body of unknown length may end with trailers: only node:http can forward those.
+    if (!endStream && !headers.has('content-length')) return startH1Chunked(endpoint, headers, handler, !!cluster.config.tls);
+    return startH1(endpoint, headers, endStream, handler);
   }
 
   /** A buffered callout (Proxy-Wasm http_call, Lua httpCall). */
