@@ -33,10 +33,23 @@ local newproxy, getmetatable, tonumber, floor = newproxy, getmetatable, tonumber
 -- segment after, -1 once the hook ended), which is how everything "dies" as Envoy's markDead has it.
 -- Host calls are also checked in JS against (cid, seg), which covers handles of other hooks.
 local mk
-if ENG and ENG.newud then
-  mk = ENG.newud
+local dsm = debug.setmetatable -- captured before the sandbox removes debug
+if ENG and ENG.newuds then
+  -- Lua 5.4 cannot make userdata itself: the host makes them 32 at a time (one crossing)
+  local newuds = ENG.newuds
+  local pool, np = {}, 0
+  mk = function(d)
+    if np == 0 then
+      pool = { newuds() }
+      np = #pool
+    end
+    local u = pool[np]
+    pool[np] = nil
+    np = np - 1
+    dsm(u, d)
+    return u
+  end
 else
-  local dsm = debug.setmetatable
   mk = function(d)
     local u = newproxy()
     dsm(u, d)

@@ -242,18 +242,17 @@ class WasmoonState implements LuaState {
     this.#hook = hook;
     if (opts.budgetEnabled) m._lua_sethook(G, hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
     m._lua_settop(G, 0);
-    // A userdata constructor for the prelude: Lua 5.4 has no newproxy().
+    // Userdata for the prelude's objects: Lua 5.4 has no newproxy().
     this.setHostTable('__meshext_engine', {});
-    const newud = m.addFunction((L: number): number => {
-      m._lua_newuserdatauv(L, 0, 0);
-      m._lua_pushvalue(L, 1);
-      m._lua_setmetatable(L, -2);
-      return 1;
+    const newuds = m.addFunction((L: number): number => {
+      m._luaL_checkstack(L, 34, 0);
+      for (let i = 0; i < 32; i++) m._lua_newuserdatauv(L, 0, 0);
+      return 32;
     }, 'ii');
-    this.#fnPtrs.push(newud);
+    this.#fnPtrs.push(newuds);
     m._lua_getglobal(G, this.#cstr('__meshext_engine'));
-    m._lua_pushcclosure(G, newud, 0);
-    m._lua_setfield(G, -2, this.#cstr('newud'));
+    m._lua_pushcclosure(G, newuds, 0);
+    m._lua_setfield(G, -2, this.#cstr('newuds'));
     m._lua_settop(G, 0);
   }
 
