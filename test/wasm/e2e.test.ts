@@ -146,7 +146,7 @@ test('CPU budget through the proxy with FAIL_OPEN: an infinite loop is cut off a
   await spin.body.dump();
   const took = performance.now() - t0;
   assert.equal(spin.statusCode, 200, 'FAIL_OPEN: the stream continues');
-  assert.ok(took < 2000, `cut off after ${took.toFixed(0)} ms`);
+  assert.ok(took < 5000, `cut off after ${took.toFixed(0)} ms`);
   const next = await request(`http://127.0.0.1:${port}/`);
   await next.body.dump();
   assert.equal(next.statusCode, 200);

@@ -82,7 +82,7 @@ test('CPU budget: an infinite loop in a callback is stopped, counted as a crash,
   const ex = await exchange(factory(loop));
   const took = performance.now() - t0;
   assert.equal(ex.local?.status, 503);
-  assert.ok(took < 1500, `stopped after ${took.toFixed(0)} ms`);
+  assert.ok(took < 5000, `stopped after ${took.toFixed(0)} ms`);
   assert.ok(took >= 45, `ran for its budget (${took.toFixed(0)} ms)`);
   assert.equal(loop.vm!.failure?.kind, 'cpu_budget');
   assert.equal(stats.counter('wasm.default.loop.cpu_budget_exceeded').value, 1);
