@@ -39,6 +39,15 @@ const app: http.RequestListener = (req, res) => {
       res.end();
       return;
     }
+    if (req.url?.startsWith('/slow/')) {
+      // answers after a per-request delay so that suspended hooks finish out of order
+      const ms = Number(req.url.split('/')[2]);
+      setTimeout(() => {
+        res.writeHead(200, { 'x-echo': String(req.headers['x-id']) });
+        res.end();
+      }, ms);
+      return;
+    }
     if (req.url === '/auth') {
       res.writeHead(req.headers['x-token'] === 'good' ? 200 : 403, { 'x-user': 'alice' });
       res.end('auth-body');
@@ -179,6 +188,29 @@ for (const engine of engines) {
       const empty = await request(`${base}/empty`);
       assert.equal(await empty.body.text(), 'made by lua');
       assert.equal(empty.headers['content-length'], '11');
+    });
+
+    it('50 concurrent requests suspended in httpCall in one state resume with their own results', async () => {
+      const code = `function envoy_on_request(h)
+          local id = h:headers():get("x-id")
+          local hd = h:httpCall("auth", {[":method"] = "GET", [":path"] = "/slow/" .. (tonumber(id) % 7) * 5, [":authority"] = "a", ["x-id"] = id}, nil, 5000)
+          h:headers():add("x-called", hd["x-echo"])
+        end
+        function envoy_on_response(h)
+          h:headers():add("x-seen", h:streamInfo():dynamicMetadata():get("x") == nil and "none" or "some")
+        end`;
+      await dp.applyExtensions({ extensions: [ext('concurrent', code)], secrets: [] });
+      const results = await Promise.all(
+        Array.from({ length: 50 }, async (_, i) => {
+          const res = await request(`${base}/c`, { headers: { 'x-id': String(i) } });
+          const body = (await res.body.json()) as { headers: Record<string, string> };
+          return [body.headers['x-called'], res.headers['x-seen']];
+        }),
+      );
+      results.forEach(([called, seen], i) => {
+        assert.equal(called, String(i));
+        assert.equal(seen, 'none');
+      });
     });
 
     it('setHttp1ReasonPhrase and drainConnectionUponCompletion reach the HTTP/1.1 client', async () => {
