@@ -20,10 +20,9 @@ import {
   type HostFunction,
   type LuaEngine,
   type LuaState,
-  type LuaTableValue,
   type LuaValue,
 } from './engine.ts';
-import { Direction, LuaHttpFilter, luaArray, luaField } from './filter.ts';
+import { Direction, LuaHttpFilter, luaArray } from './filter.ts';
 import { COMPAT_LUAJIT, PRELUDE, SANDBOX } from './prelude.ts';
 
 export interface LuaScriptOptions {
@@ -636,5 +635,3 @@ export class LuaScript {
   }
 }
 
-export type { LuaTableValue };
-export { luaField };
