@@ -80,6 +80,8 @@ export class ModuleCache {
   /** key: `<dirName>/<checksum>`. */
   readonly #modules = new Map<string, CacheEntry>();
   readonly #tags = new Map<string, TagEntry>();
+  /** Checksums this cache deleted (purge/corruption): other writers' index must not bring them back. */
+  readonly #removed = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #persisting: Promise<void> = Promise.resolve();
   #dirty = false;
@@ -156,6 +158,9 @@ export class ModuleCache {
     this.#persisting = this.#persisting.then(async () => {
       if (!this.#dirty) return;
       this.#dirty = false;
+      // Other workers write the same index: merge their newer news first so last-writer-wins
+      // does not drop it (their modules stay on disk either way; only tag knowledge is at stake).
+      await this.reload().catch(() => {});
       const idx: IndexFile = {
         version: 1,
         modules: [...this.#modules.values()].map(({ path: _p, ...rest }) => rest),
@@ -226,6 +231,7 @@ export class ModuleCache {
     this.#o.log.warn({ step: 'cache', path: e.path, reason: why }, 'dropping a cached module');
     // Entries adopted from disk have no name, so find the key by identity.
     for (const [k, v] of this.#modules) if (v === e) this.#modules.delete(k);
+    this.#removed.add(e.checksum);
     this.#gauge();
     this.#markDirty();
   }
@@ -233,6 +239,7 @@ export class ModuleCache {
   /** Istio's addEntry: writes the module once (atomically), records URL → checksum for the resource. */
   async add(q: { url: string; name: string; checksum: string; bytes: Uint8Array; resource: string; version: string }): Promise<CacheEntry> {
     const key = this.#key(q.name, q.checksum);
+    this.#removed.delete(q.checksum);
     let e = this.#modules.get(key);
     if (!e) {
       const dir = join(this.dir, moduleDirName(q.name));
@@ -243,6 +250,14 @@ export class ModuleCache {
       this.#modules.set(key, e);
       this.#gauge();
     } else {
+      // Known entry: make sure the file is still there (another worker's purge may have removed it).
+      const st = await stat(e.path).catch(() => undefined);
+      if (!st) {
+        await mkdir(join(this.dir, moduleDirName(q.name)), { recursive: true });
+        await atomicWrite(e.path, q.bytes);
+        e.fileSha256 = sha256Hex(q.bytes);
+        e.size = q.bytes.length;
+      }
       e.lastUsed = this.#now();
       if (!e.name) e.name = q.name;
     }
@@ -274,6 +289,7 @@ export class ModuleCache {
     for (const [key, e] of this.#modules) {
       if (e.lastUsed > cutoff) continue;
       this.#modules.delete(key);
+      this.#removed.add(e.checksum);
       removed++;
       await rm(e.path, { force: true });
       for (const [url, t] of this.#tags) if (t.checksum === e.checksum) this.#tags.delete(url);
@@ -290,16 +306,16 @@ export class ModuleCache {
    * Merges what another fetcher (worker thread or process) sharing this directory has written:
    * its tag entries and the modules its index names. Used after waiting on a download lock.
    */
-  async reload(): Promise<void> {
+  async reload(opts: { modules?: boolean } = {}): Promise<void> {
     let idx: IndexFile;
     try {
       idx = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as IndexFile;
     } catch {
       return;
     }
-    for (const m of idx.modules ?? []) {
+    for (const m of opts.modules === false ? [] : (idx.modules ?? [])) {
       const key = `${moduleDirName(m.name)}/${m.checksum}`;
-      if (this.#modules.has(key)) continue;
+      if (this.#modules.has(key) || this.#removed.has(m.checksum)) continue;
       const path = join(this.dir, moduleDirName(m.name), `${m.checksum}.wasm`);
       try {
         await stat(path);
@@ -309,6 +325,7 @@ export class ModuleCache {
       this.#modules.set(key, { ...m, path });
     }
     for (const [url, t] of Object.entries(idx.tags ?? {})) {
+      if (this.#removed.has(t.checksum)) continue;
       const mine = this.#tags.get(url);
       if (!mine) this.#tags.set(url, { ...t, versions: { ...t.versions } });
       else if ((t.fetchedAt ?? 0) > (mine.fetchedAt ?? 0)) {
