@@ -63,6 +63,12 @@ function installSignalHandlers(proxy: Proxy): void {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'draining: no new connections; in-flight requests finish');
+    // A last resort, as Envoy's parent-shutdown time: whatever still holds the process after the
+    // drain window must not keep it alive.
+    setTimeout(() => {
+      log.warn('shutdown did not finish within the drain timeout + 5 s; exiting');
+      process.exit(0);
+    }, proxy.bootstrap.drainTimeoutMs + 5000);
     await proxy.drain();
     await proxy.close();
     log.info('drained; exiting');
