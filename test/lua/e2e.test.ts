@@ -233,6 +233,22 @@ for (const engine of engines) {
       assert.match(raw, /\r\nconnection: close\r\n/i);
     });
 
+    it('fail-closed (bootstrap lua.failClosed): a runtime error answers 500 to the client', async () => {
+      const b = bootstrap({ clusters: [cluster('app', upstream.port)], routeTables: [routeAll('app')] });
+      b.lua = { ...b.lua, engine, failClosed: true };
+      const closed = new DataPlane(b);
+      await closed.start();
+      try {
+        await closed.applyExtensions({ extensions: [ext('strict', 'function envoy_on_request(h) error("policy engine down") end')], secrets: [] });
+        const res = await request(`http://127.0.0.1:${closed.ports().http}/p`);
+        await res.body.text();
+        assert.equal(res.statusCode, 500);
+        assert.equal(closed.stats.counter('http.http.lua.errors').value, 1);
+      } finally {
+        await closed.close();
+      }
+    });
+
     it('an infinite loop is cut by the instruction budget; the worker keeps serving', async () => {
       await dp.applyExtensions({ extensions: [ext('loop', 'function envoy_on_request(h) if h:headers():get("x-loop") then while true do end end end')], secrets: [] });
       const t0 = Date.now();
