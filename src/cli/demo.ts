@@ -93,7 +93,7 @@ export async function runDemo(opts: DemoOptions): Promise<Proxy> {
       `  extensions       ${(dump.extensions ?? []).map((e) => e.name).join(', ') || '(none loaded)'}`,
       '',
       'Try:',
-      `  curl -si http://127.0.0.1:${port}/productpage -H 'x-number: 7'     # parity Lua script: x-parity: odd`,
+      `  curl -si http://127.0.0.1:${port}/productpage -H 'x-number: 7'     # Lua parity: x-parity: odd; Wasm: x-meshext-wasm`,
       `  curl -s  http://127.0.0.1:${port}/hello`,
       `  curl -s  http://127.0.0.1:${proxy.adminPort}/config_dump | head -40`,
       `  curl -s  http://127.0.0.1:${opts.prometheusPort ?? 15090}/stats/prometheus | grep istio_requests_total`,
