@@ -15,6 +15,8 @@ import { mergeSnapshots, type StatsSnapshot } from '../observability/stats.ts';
 import { loadRuntimes } from '../runtimes.ts';
 import { DataPlane, type ApplyResult } from './data-plane.ts';
 import type { WorkerReply, WorkerRequest } from './worker.ts';
+// Proxy-Wasm shared data/queues are process-wide: workers attach to this thread's store.
+import { sharedState } from '../wasm/shared.ts';
 
 const log = logger('main');
 export { VERSION } from '../version.ts';
@@ -197,7 +199,7 @@ export class Proxy implements AdminSource {
       bootstrap = await resolveEphemeralPorts(bootstrap);
       const started = await Promise.allSettled(
         Array.from({ length: workers }, (_, workerId) => {
-          const w = new Worker(new URL('./worker.ts', import.meta.url), { workerData: { bootstrap, workerId } });
+          const w = new Worker(new URL('./worker.ts', import.meta.url), { workerData: { bootstrap, workerId, wasmShared: sharedState.handle() } });
           return new Promise<WorkerPlane>((resolve, reject) => {
             const onMsg = (msg: { type?: string; ports?: Record<string, number>; error?: string }) => {
               if (msg.type === 'started') {

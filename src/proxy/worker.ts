@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { BootstrapConfig } from '../config/types.ts';
 import { loadRuntimes } from '../runtimes.ts';
 import { DataPlane } from './data-plane.ts';
+import { sharedState, type SharedStoreHandle } from '../wasm/shared.ts';
 
 export type WorkerRequest =
   | { id: number; type: 'apply'; set: import('../config/types.ts').ExtensionSet }
@@ -19,7 +20,9 @@ export type WorkerReply = { id: number; ok: true; value: unknown } | { id: numbe
 
 async function main(): Promise<void> {
   const port = parentPort!;
-  const { bootstrap, workerId } = workerData as { bootstrap: BootstrapConfig; workerId: number };
+  const { bootstrap, workerId, wasmShared } = workerData as { bootstrap: BootstrapConfig; workerId: number; wasmShared?: SharedStoreHandle };
+  // Proxy-Wasm shared data and queues: one store for the process (the main thread made it).
+  if (wasmShared) sharedState.attach(wasmShared);
   await loadRuntimes();
   const dp = new DataPlane(bootstrap, { workerId });
   try {

@@ -368,7 +368,8 @@ export const hostFunctions: Record<string, HostFactory> = {
     const key = vm.readString(kp, kl);
     const val = vm.readBytes(vp, vl);
     if (key === null || val === null) return Status.InvalidMemoryAccess;
-    return vm.shared.set(vm.vmId, key, val, cas >>> 0) ? Status.Ok : Status.CasMismatch;
+    // Ok, CasMismatch, or InternalFailure when the process-wide store is full.
+    return vm.shared.set(vm.vmId, key, val, cas >>> 0);
   },
   proxy_register_shared_queue: (vm) => (np: number, nl: number, tokenPtr: number) => {
     const name = vm.readString(np, nl);
@@ -377,6 +378,7 @@ export const hostFunctions: Record<string, HostFactory> = {
     if (!root) return Status.BadArgument;
     if (!vm.inBounds(tokenPtr >>> 0, 4)) return Status.InvalidMemoryAccess;
     const token = vm.shared.registerQueue(vm.vmId, name, root.queueReceiver);
+    if (token === 0) return Status.InternalFailure; // store full (no queue slot or heap left)
     vm.writeU32(tokenPtr, token);
     return Status.Ok;
   },
@@ -391,7 +393,7 @@ export const hostFunctions: Record<string, HostFactory> = {
   proxy_enqueue_shared_queue: (vm) => (token: number, vp: number, vl: number) => {
     const val = vm.readBytes(vp, vl);
     if (val === null) return Status.InvalidMemoryAccess;
-    return vm.shared.enqueue(token >>> 0, val) ? Status.Ok : Status.NotFound;
+    return vm.shared.enqueue(token >>> 0, val);
   },
   proxy_dequeue_shared_queue: (vm) => (token: number, vpp: number, vlp: number) => {
     if (!vm.inBounds(vpp >>> 0, 4) || !vm.inBounds(vlp >>> 0, 4)) return Status.InvalidMemoryAccess;
