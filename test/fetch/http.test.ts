@@ -357,6 +357,8 @@ describe('cache', () => {
       const all = await Promise.all(Array.from({ length: 8 }, (_, i) => f.fetch({ url: `${srv.url}/shared.wasm` }, { namespace: 'default', resourceName: `default.r${i}`, resourceVersion: '1' })));
       assert.equal(srv.hits.get('/shared.wasm'), 1);
       for (const m of all) assertBytes(m.bytes, W1);
+      // In one fetcher, waiters join the in-flight download itself (not the disk lock after it).
+      assert.deepEqual(new Set(all.map((m) => m.source)), new Set(['remote']));
       assert.equal(counter(o.stats, 'wasm_remote_fetch_count', { result: 'success' }), 1);
     } finally {
       await f.close();
