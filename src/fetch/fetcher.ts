@@ -209,6 +209,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
     const u = new URL(parsed.url);
     const insecureTls = isInsecureHost(insecure, u.host);
     let lastErr = '';
+    let lastStatus: number | undefined;
     let attempts = 0;
     let delay = httpBackoff;
     while (attempts < httpMaxRetries) {
@@ -220,6 +221,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
           return unbox(res.body, maxBytes, parsed.url);
         }
         lastErr = `status code ${res.status}`;
+        lastStatus = res.status;
         if (!retryableStatus(res.status)) {
           log.warn({ url: parsed.url, step: 'download', attempt: attempts, status: res.status }, 'module download failed; status not retried');
           break;
@@ -240,7 +242,8 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
       }
       delay *= 2;
     }
-    throw new FetchError(FetchErrorCode.HttpStatus, `wasm module download from ${parsed.url} failed after ${attempts} attempts, last error: ${lastErr || 'deadline exceeded'}`, { url: parsed.url, step: 'download', result: 'download_failure' });
+    const code = lastStatus === 404 ? FetchErrorCode.NotFound : lastStatus === 401 || lastStatus === 403 ? FetchErrorCode.Unauthorized : lastStatus !== undefined ? FetchErrorCode.HttpStatus : FetchErrorCode.Transport;
+    throw new FetchError(code, `wasm module download from ${parsed.url} failed after ${attempts} attempts, last error: ${lastErr || 'deadline exceeded'}`, { url: parsed.url, step: 'download', result: 'download_failure', status: lastStatus });
   }
 
   async function download(

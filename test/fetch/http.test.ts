@@ -170,7 +170,8 @@ describe('http(s) fetch: retries', () => {
       const o = fetcherOpts();
       const f = await createModuleFetcher(o);
       try {
-        await assert.rejects(f.fetch({ url: `${srv.url}${path}` }, ctx), (e: unknown) => FetchError.isFetchError(e) && e.result === 'download_failure' && e.message.includes(`status code ${status}`) && e.message.includes('after 1 attempts'));
+        const code = status === 404 ? FetchErrorCode.NotFound : status === 403 ? FetchErrorCode.Unauthorized : FetchErrorCode.HttpStatus;
+        await assert.rejects(f.fetch({ url: `${srv.url}${path}` }, ctx), (e: unknown) => FetchError.isFetchError(e) && e.code === code && e.status === status && e.result === 'download_failure' && e.message.includes(`status code ${status}`) && e.message.includes('after 1 attempts'));
         assert.equal(srv.hits.get(path), 1);
         assert.equal(counter(o.stats, 'wasm_remote_fetch_count', { result: 'download_failure' }), 1);
       } finally {
