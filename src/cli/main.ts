@@ -177,11 +177,13 @@ export function buildCli(): Command {
   program
     .command('push')
     .description('publish a Wasm module to an OCI registry in a layout Istio accepts; prints the sha256 to use')
-    .argument('<file>', 'the .wasm file')
-    .argument('<reference>', 'oci://REGISTRY/REPO:TAG')
+    .argument('[file]', 'the .wasm file')
+    .argument('[reference]', 'oci://REGISTRY/REPO:TAG')
+    // push parses its own flags (--layout, --insecure, credentials, --help): pass everything on.
     .allowUnknownOption(true)
+    .allowExcessArguments(true)
     .helpOption(false)
-    .action(async (_file: string, _ref: string, _opts: unknown, cmd: Command) => {
+    .action(async (_file: string | undefined, _ref: string | undefined, _opts: unknown, cmd: Command) => {
       const mod = (await import('./push.ts')) as { pushCommand?: (argv: string[]) => Promise<number> };
       if (!mod.pushCommand) {
         console.error('push is not available in this build');

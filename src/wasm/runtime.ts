@@ -66,6 +66,22 @@ async function fetchModule(wasm: WasmConfig, ext: TrafficExtension, services: Mo
   return (r ?? localModuleSource)(wasm, ext, services);
 }
 
+/**
+ * Retries a failed remote fetch in the background with backoff (src/fetch's watcher), handing the
+ * module over once the registry or server recovers. Beyond Istio, which waits for a config change.
+ */
+async function startRecovery(ext: TrafficExtension, services: WorkerServices, onModule: (bytes: Uint8Array) => Promise<void>): Promise<{ stop(): void } | undefined> {
+  try {
+    const m = (await import('../fetch/module-source.ts')) as {
+      watchExtensionModule?: (ext: TrafficExtension, services: ModuleSourceServices, cb: (m: { bytes: Uint8Array }) => Promise<void>, opts?: { initialDelayMs?: number; maxDelayMs?: number }) => Promise<{ stop(): void }>;
+    };
+    if (!m.watchExtensionModule) return undefined;
+    return await m.watchExtensionModule(ext, services, (mod) => onModule(mod.bytes), { initialDelayMs: 1000, maxDelayMs: 300_000 });
+  } catch {
+    return undefined;
+  }
+}
+
 export interface WasmRuntimeOverrides {
   /** FAIL_RELOAD backoff base in ms (tests). */
   reloadBackoffBaseMs?: number;
@@ -151,14 +167,34 @@ export const wasmRuntime: ExtensionRuntime = {
     } catch (err) {
       bytes = err as Error;
     }
-    const plugin = await loadPlugin(bytes, opts, memoryPages(services));
+    const pages = memoryPages(services);
+    // `plugin` is read when each stream starts, so a module that arrives later replaces the
+    // fetch-failure placeholder (403 / bypass per failStrategy) without a config change.
+    let plugin = await loadPlugin(bytes, opts, pages);
+    let released = false;
+    let watch: { stop(): void } | undefined;
+    if (bytes instanceof Error && moduleSource === undefined && !isLocal(wasm.url)) {
+      watch = await startRecovery(ext, services, async (recovered) => {
+        if (released) return;
+        const next = await loadPlugin(recovered, opts, pages);
+        if (released) {
+          void next.release();
+          return;
+        }
+        const old = plugin;
+        plugin = next;
+        void old.release();
+      });
+    }
     const network = wasm.type === 'NETWORK';
     return {
       filterName: opts.filterName,
       httpFilterFactory: () => (network ? null : { name: opts.filterName, create: (cb) => plugin.createHttpFilter(cb) }),
       networkFilterFactory: () => (network ? { name: opts.filterName, create: (cb) => plugin.createNetworkFilter(cb) } : null),
-      describe: () => ({ kind: 'wasm', url: wasm.url, ...plugin.describe() }),
+      describe: () => ({ kind: 'wasm', url: wasm.url, recovering: watch !== undefined && bytes instanceof Error, ...plugin.describe() }),
       release: () => {
+        released = true;
+        watch?.stop();
         void plugin.release();
       },
     };

@@ -51,3 +51,12 @@ test('run refuses a bad bootstrap with the error and a non-zero exit', () => {
   assert.equal(r.code, 1);
   assert.match(r.err, /bad-run\.yaml:2: listeners\[0\]\.routeConfig: /);
 });
+
+test('push passes its own flags through and reports errors with exit 1', () => {
+  const help = meshext('push', '--help');
+  assert.equal(help.code, 0);
+  assert.match(help.out, /meshext push FILE\.wasm oci:\/\/REGISTRY\/REPO:TAG/);
+  const r = meshext('push', join(dir, 'missing.wasm'), 'oci://127.0.0.1:1/x:y', '--insecure');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /missing\.wasm/);
+});
