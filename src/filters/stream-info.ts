@@ -8,6 +8,40 @@ export interface Address {
   port: number;
 }
 
+/** Facts of a certificate, in Envoy's renderings (Lua `downstreamSslConnection()`, Wasm properties). */
+export interface CertificateInfo {
+  /** RFC 2253 order, as Envoy prints it: `CN=...,O=...`. */
+  subject: string;
+  commonName: string;
+  organizationName: string[];
+  issuer: string;
+  /** Lower-case hex. */
+  serialNumber: string;
+  /** Lower-case hex without separators. */
+  sha256Digest: string;
+  sha1Digest: string;
+  uriSans: string[];
+  dnsSans: string[];
+  /** Seconds since the epoch. */
+  validFrom: number;
+  expiration: number;
+  pem: string;
+}
+
+export interface DownstreamTls {
+  protocol: string;
+  cipher: string;
+  peerCertificatePresented: boolean;
+  alpn: string;
+  /** The client certificate chained to the listener's CA (only meaningful when one was presented). */
+  peerCertificateValidated?: boolean;
+  /** IANA cipher suite id, e.g. 0x1301 (undefined when not known). */
+  cipherId?: number;
+  /** Computed on first use: parsing certificates costs more than most requests need. */
+  peerCertificate?: () => CertificateInfo | undefined;
+  localCertificate?: () => CertificateInfo | undefined;
+}
+
 /** Envoy's short response flags, e.g. `UF` upstream connection failure, `NR` no route. */
 export const ResponseFlag = {
   NoHealthyUpstream: 'UH',
@@ -35,7 +69,7 @@ export class StreamInfo {
   /** TLS SNI presented by the client, '' when none. */
   requestedServerName = '';
   /** Downstream TLS facts (undefined for cleartext). */
-  downstreamTls: { protocol: string; cipher: string; peerCertificatePresented: boolean; alpn: string } | undefined;
+  downstreamTls: DownstreamTls | undefined;
   upstreamHost: Address | undefined;
   upstreamLocalAddress: Address | undefined;
   upstreamCluster: string | undefined;

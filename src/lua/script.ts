@@ -482,17 +482,44 @@ export class LuaScript {
         if (!d) return DEAD;
         const t = tls(d);
         let v: unknown;
+        // Certificates are parsed on first use (StreamInfo caches them per connection).
+        const peer = () => t?.peerCertificate?.();
+        const local = () => t?.localCertificate?.();
         switch (name) {
           case 'present': v = t !== undefined; break;
           case 'peerCertificatePresented': v = t?.peerCertificatePresented ?? false; break;
-          case 'peerCertificateValidated': v = false; break;
-          case 'uriSanLocalCertificate': case 'uriSanPeerCertificate': case 'dnsSansLocalCertificate':
-          case 'dnsSansPeerCertificate': case 'oidsPeerCertificate': case 'oidsLocalCertificate': v = []; break;
-          case 'validFromPeerCertificate': case 'expirationPeerCertificate': v = 0; break;
-          case 'ciphersuiteId': v = '0xffff'; break;
+          case 'peerCertificateValidated': v = t?.peerCertificateValidated ?? false; break;
+          case 'uriSanLocalCertificate': v = local()?.uriSans ?? []; break;
+          case 'uriSanPeerCertificate': v = peer()?.uriSans ?? []; break;
+          case 'dnsSansLocalCertificate': v = local()?.dnsSans ?? []; break;
+          case 'dnsSansPeerCertificate': v = peer()?.dnsSans ?? []; break;
+          // Node exposes no certificate policy OIDs.
+          case 'oidsPeerCertificate': case 'oidsLocalCertificate': v = []; break;
+          case 'validFromPeerCertificate': v = peer()?.validFrom ?? 0; break;
+          case 'expirationPeerCertificate': v = peer()?.expiration ?? 0; break;
+          case 'sha256PeerCertificateDigest': v = peer()?.sha256Digest ?? ''; break;
+          case 'serialNumberPeerCertificate': v = peer()?.serialNumber ?? ''; break;
+          case 'issuerPeerCertificate': v = peer()?.issuer ?? ''; break;
+          case 'subjectPeerCertificate': v = peer()?.subject ?? ''; break;
+          case 'subjectLocalCertificate': v = local()?.subject ?? ''; break;
+          case 'urlEncodedPemEncodedPeerCertificate': {
+            const pem = peer()?.pem;
+            v = pem ? encodeURIComponent(pem) : '';
+            break;
+          }
+          case 'urlEncodedPemEncodedPeerCertificateChain': {
+            const pem = peer()?.pem;
+            v = pem ? encodeURIComponent(pem) : '';
+            break;
+          }
+          case 'ciphersuiteId': v = t?.cipherId !== undefined ? `0x${t.cipherId.toString(16).padStart(4, '0')}` : '0xffff'; break;
           case 'ciphersuiteString': v = t?.cipher ?? ''; break;
           case 'tlsVersion': v = t?.protocol ?? ''; break;
-          case 'parsedSubjectPeerCertificate': v = undefined; break;
+          case 'parsedSubjectPeerCertificate': {
+            const p = peer();
+            v = p ? { commonName: p.commonName, organizationName: p.organizationName } : undefined;
+            break;
+          }
           default: v = '';
         }
         return new Multi([true, v]);

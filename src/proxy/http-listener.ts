@@ -13,10 +13,11 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
 import type { ListenerConfig } from '../config/types.ts';
 import { DataBuffer } from '../filters/data-buffer.ts';
 import { HeaderMap } from '../filters/header-map.ts';
-import { StreamInfo } from '../filters/stream-info.ts';
+import { StreamInfo, type CertificateInfo, type DownstreamTls } from '../filters/stream-info.ts';
 import type { HttpFilterFactory, RouteInfo } from '../filters/types.ts';
 import { logger } from '../observability/log.ts';
 import type { Counter, Gauge, StatsStore } from '../observability/stats.ts';
@@ -103,6 +104,10 @@ export class HttpListener implements StreamContext {
           cert: readFileSync(t.certFile),
           key: readFileSync(t.keyFile),
           ca: t.caFile ? readFileSync(t.caFile) : undefined,
+          // With a CA, ask for client certificates (optional, as Envoy's validation context
+          // without require_client_certificate); validity is reported, not enforced.
+          requestCert: t.caFile !== undefined,
+          rejectUnauthorized: false,
           ALPNProtocols: t.alpn,
           allowHTTP1: t.alpn.includes('http/1.1'),
         },
@@ -202,13 +207,7 @@ export class HttpListener implements StreamContext {
       const tls = socket as TLSSocket;
       const servername = (tls as unknown as { servername?: string | false }).servername;
       si.requestedServerName = typeof servername === 'string' ? servername : '';
-      const cipher = tls.getCipher?.();
-      si.downstreamTls = {
-        protocol: tls.getProtocol?.() ?? '',
-        cipher: cipher?.name ?? '',
-        peerCertificatePresented: !!tls.getPeerCertificate?.()?.subject,
-        alpn: typeof tls.alpnProtocol === 'string' ? tls.alpnProtocol : '',
-      };
+      si.downstreamTls = tlsFacts(tls);
     }
 
     const headers = new HeaderMap();
@@ -357,6 +356,60 @@ export class HttpListener implements StreamContext {
     this.#h1.close();
     (this.#h2 as http2.Http2Server).close?.();
   }
+}
+
+/** IANA ids of the suites Node's default TLS configuration negotiates (getCipher() gives names only). */
+const CIPHER_IDS: Record<string, number> = {
+  TLS_AES_128_GCM_SHA256: 0x1301,
+  TLS_AES_256_GCM_SHA384: 0x1302,
+  TLS_CHACHA20_POLY1305_SHA256: 0x1303,
+  TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: 0xc02b,
+  TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: 0xc02c,
+  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: 0xc02f,
+  TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384: 0xc030,
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256: 0xcca8,
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: 0xcca9,
+};
+
+/** X509Certificate → Envoy's renderings. */
+function certificateInfo(x: X509Certificate | undefined): CertificateInfo | undefined {
+  if (!x) return undefined;
+  const sans = (x.subjectAltName ?? '').split(', ').filter(Boolean);
+  const rfc2253 = (name: string) => name.split('\n').filter(Boolean).reverse().join(',');
+  const parts = x.subject.split('\n');
+  const attr = (key: string) => parts.filter((p) => p.startsWith(`${key}=`)).map((p) => p.slice(key.length + 1));
+  return {
+    subject: rfc2253(x.subject),
+    commonName: attr('CN')[0] ?? '',
+    organizationName: attr('O'),
+    issuer: rfc2253(x.issuer),
+    serialNumber: x.serialNumber.toLowerCase(),
+    sha256Digest: x.fingerprint256.replaceAll(':', '').toLowerCase(),
+    sha1Digest: x.fingerprint.replaceAll(':', '').toLowerCase(),
+    uriSans: sans.filter((s) => s.startsWith('URI:')).map((s) => s.slice(4)),
+    dnsSans: sans.filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4)),
+    validFrom: Math.floor(Date.parse(x.validFrom) / 1000),
+    expiration: Math.floor(Date.parse(x.validTo) / 1000),
+    pem: x.toString(),
+  };
+}
+
+/** TLS facts of a downstream connection; certificates are parsed only when asked for. */
+function tlsFacts(tls: TLSSocket): DownstreamTls {
+  const cipher = tls.getCipher?.();
+  let peer: CertificateInfo | undefined | null = null;
+  let local: CertificateInfo | undefined | null = null;
+  const peerX509 = tls.getPeerX509Certificate?.();
+  return {
+    protocol: tls.getProtocol?.() ?? '',
+    cipher: cipher?.standardName ?? cipher?.name ?? '',
+    cipherId: CIPHER_IDS[cipher?.standardName ?? ''],
+    peerCertificatePresented: peerX509 !== undefined,
+    peerCertificateValidated: peerX509 !== undefined && tls.authorized,
+    alpn: typeof tls.alpnProtocol === 'string' ? tls.alpnProtocol : '',
+    peerCertificate: () => (peer === null ? (peer = certificateInfo(peerX509)) : peer),
+    localCertificate: () => (local === null ? (local = certificateInfo(tls.getX509Certificate?.())) : local),
+  };
 }
 
 /** The downstream side of one stream over node:http / node:http2's compatibility API. */
