@@ -5,6 +5,7 @@
  *   --only=a,b       sections: macro, memory, micro, profile (default: all)
  *   --scenarios=a,b  macro scenarios by id (default: all of the mode)
  *   --no-setup       do not install missing Debian packages
+ *   --merge          re-run only the --only sections and merge them into bench/results/summary.json
  *   --nice=N         run proxies, upstream and load generators under `nice -n N` (default 0;
  *                    a negative N takes priority over other work on a shared machine)
  *
@@ -12,17 +13,17 @@
  * core 1, the same for every contender. Results: bench/results/results.md, PNG plots and
  * summary.json; raw logs under bench/results/raw/ (gitignored).
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startUpstream, type ContenderSpec } from './lib/contenders.ts';
 import { describeMachine, probeBusy } from './lib/machine.ts';
 import { runCell, type CellResult, type Scenario } from './lib/macro.ts';
 import { memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts';
-import { runMicro, type MicroResult } from './lib/micro-runner.ts';
+import { runMicro } from './lib/micro-runner.ts';
 import { buildPlugins } from './lib/plugins.ts';
 import { writePlots } from './lib/plot.ts';
 import { killAllStarted, setNiceness, stop, type Started } from './lib/proc.ts';
-import { runProfile, type ProfileResult } from './lib/profile.ts';
+import { runProfile } from './lib/profile.ts';
 import { renderReport, type Report } from './lib/report.ts';
 import { ensurePeers, toolVersions } from './lib/setup.ts';
 import { RESULTS, WORK } from './lib/paths.ts';
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
   }
   if (buildErrors.length) log(`plugin build errors: ${buildErrors.join('; ')}`);
 
-  const report: Report = {
+  let report: Report = {
     quick,
     date: new Date().toISOString(),
     machine,
@@ -180,7 +181,21 @@ async function main(): Promise<void> {
   }
   report.durationSeconds = (Date.now() - started) / 1000;
   writeFileSync(join(rawDir, `results-${quick ? 'quick' : 'full'}.json`), JSON.stringify(report, null, 2));
-  if (!quick || argv.includes('--write')) {
+  const summary = join(RESULTS, 'summary.json');
+  if (argv.includes('--merge') && existsSync(summary)) {
+    // Keep the committed run and replace only the sections run now (e.g. a profile re-run).
+    const base = JSON.parse(readFileSync(summary, 'utf8')) as Report;
+    if (sections.has('macro')) {
+      base.cells = report.cells;
+      base.scenarios = report.scenarios;
+    }
+    if (sections.has('memory')) base.memory = report.memory;
+    if (sections.has('micro')) base.micro = report.micro;
+    if (sections.has('profile')) base.profile = report.profile;
+    base.reruns = [...(base.reruns ?? []), { sections: [...sections], date: report.date, seconds: report.durationSeconds }];
+    report = base;
+  }
+  if (!quick || argv.includes('--write') || argv.includes('--merge')) {
     const plots = await writePlots(report, RESULTS);
     writeFileSync(join(RESULTS, 'results.md'), renderReport(report, plots));
     writeFileSync(join(RESULTS, 'summary.json'), JSON.stringify(report, null, 2));
@@ -202,4 +217,3 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 process.on('exit', () => killAllStarted());
 
 await main();
-export type { MicroResult, ProfileResult };

@@ -37,6 +37,10 @@ export interface ProfileResult {
   topFunctions: HotSpot[];
   topFiles: HotSpot[];
   categories: HotSpot[];
+  /** Inclusive time of meshext's own functions (src/): time with the function on the stack. */
+  meshextInclusive?: HotSpot[];
+  /** Where native self time (socket writes, string encoding) is spent: nearest JS frame that called it. */
+  nativeCallers?: HotSpot[];
 }
 
 function where(url: string, line: number): string {
@@ -71,6 +75,11 @@ function category(url: string, fn: string): string {
 export interface Window {
   fromMs: number;
   toMs: number;
+}
+
+/** Frames that say who asked for native work: meshext, undici, node's HTTP layer. */
+function isAttributable(url: string): boolean {
+  return url.includes('/src/') || url.includes('node_modules/undici') || url.startsWith('node:_http_') || url.startsWith('node:net');
 }
 
 /** Self time (µs) per node of one profile, with idle excluded. */
@@ -112,6 +121,8 @@ export function foldProfiles(files: string[], w?: Window): Omit<ProfileResult, '
   const fileTime = new Map<string, number>();
   const catTime = new Map<string, number>();
   const threads: Array<[string, number]> = [];
+  const inclusive = new Map<string, number>();
+  const nativeCallers = new Map<string, number>();
   let total = 0;
   for (const f of files) {
     const p = JSON.parse(readFileSync(f, 'utf8')) as CpuProfile;
@@ -119,8 +130,29 @@ export function foldProfiles(files: string[], w?: Window): Omit<ProfileResult, '
     threads.push([f.split('/').pop()!, busyUs / 1000]);
     total += busyUs;
     const nodes = new Map(p.nodes.map((n) => [n.id, n]));
+    const parent = new Map<number, number>();
+    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
     for (const [id, us] of byNode) {
-      const cf = nodes.get(id)!.callFrame;
+      // Inclusive time of meshext functions: each function once per stack.
+      const seen = new Set<string>();
+      let attributed = false;
+      const leaf = nodes.get(id)!.callFrame;
+      for (let a: number | undefined = id; a !== undefined; a = parent.get(a)) {
+        const f = nodes.get(a)!.callFrame;
+        if (!attributed && !leaf.url && a !== id && isAttributable(f.url)) {
+          attributed = true;
+          const k = `${leaf.functionName || '(native)'} ← ${f.functionName || '(anonymous)'}\u0000${where(f.url, f.lineNumber)}`;
+          nativeCallers.set(k, (nativeCallers.get(k) ?? 0) + us);
+        }
+        if (f.url.startsWith(`file://${ROOT}/src/`) || f.url.startsWith(`${ROOT}/src/`)) {
+          const k = `${f.functionName || '(anonymous)'}\u0000${where(f.url, f.lineNumber)}`;
+          if (!seen.has(k)) {
+            seen.add(k);
+            inclusive.set(k, (inclusive.get(k) ?? 0) + us);
+          }
+        }
+      }
+      const cf = leaf;
       const fn = cf.functionName || '(anonymous)';
       const key = `${fn}\u0000${where(cf.url, cf.lineNumber)}`;
       fnTime.set(key, (fnTime.get(key) ?? 0) + us);
@@ -131,7 +163,14 @@ export function foldProfiles(files: string[], w?: Window): Omit<ProfileResult, '
     }
   }
   threads.sort((a, b) => b[1] - a[1]);
-  return { threads, topFunctions: top(fnTime, total, 25, true), topFiles: top(fileTime, total, 15), categories: top(catTime, total, 15) };
+  return {
+    threads,
+    topFunctions: top(fnTime, total, 25, true),
+    topFiles: top(fileTime, total, 15),
+    categories: top(catTime, total, 15),
+    meshextInclusive: top(inclusive, total, 15, true),
+    nativeCallers: top(nativeCallers, total, 10, true),
+  };
 }
 
 export async function runProfile(work: string, upstream: Started, seconds: number, log: (s: string) => void): Promise<ProfileResult> {

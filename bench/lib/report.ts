@@ -26,6 +26,8 @@ export interface Report {
   niceness: number;
   settings: { warmSeconds: number; runSeconds: number; runs: number; latencySeconds: number; maxExtraRuns: number };
   durationSeconds: number;
+  /** Sections re-run later and merged in (run.ts --merge). */
+  reruns?: Array<{ sections: string[]; date: string; seconds: number }>;
 }
 
 const ok = (c: CellResult | undefined): c is CellResult => c !== undefined && c.status === 'ok';
@@ -159,6 +161,7 @@ export function renderReport(r: Report, plots: string[]): string {
     '',
     '## Machine and method',
     '',
+    ...(r.reruns ?? []).map((x) => `- **Re-run and merged:** ${x.sections.join(', ')} on ${x.date.slice(0, 16).replace('T', ' ')} UTC (${Math.round(x.seconds)} s).`),
     `- **Machine:** \`nproc\` = ${m.nproc}, ${m.model}, Linux ${m.kernel}, ${m.memGiB} GiB RAM; Node ${m.node} for meshext.`,
     `- **Peers and tools:** ${Object.entries(r.tools).map(([k, v]) => `${k} ${v.replace(/^(nginx\/|HAProxy version |wrk |h2load )/, '')}`).join('; ')}.`,
     `- **Priority:** ${r.niceness ? `proxies, upstream and load generators ran under \`nice -n ${r.niceness}\`` : 'normal (nice 0), competing equally with whatever else ran on the machine'}.`,
@@ -262,6 +265,14 @@ export function renderReport(r: Report, plots: string[]): string {
         '| top functions | where | self time |',
         '|---|---|---:|',
         ...p.topFunctions.map((h) => `| \`${h.fn}\` | ${h.where} | ${h.selfPct.toFixed(1)}% |`),
+        '',
+        '| native self time (socket writes, string encoding, ...) ← nearest caller in meshext, undici or node:http | where | self time |',
+        '|---|---|---:|',
+        ...(p.nativeCallers ?? []).map((h) => `| \`${h.fn}\` | ${h.where} | ${h.selfPct.toFixed(1)}% |`),
+        '',
+        '| meshext functions by inclusive time (the function and everything it called) | where | inclusive |',
+        '|---|---|---:|',
+        ...(p.meshextInclusive ?? []).map((h) => `| \`${h.fn}\` | ${h.where} | ${h.selfPct.toFixed(1)}% |`),
         '',
         '| by file | self time |',
         '|---|---:|',
