@@ -64,9 +64,10 @@ const ENTRIES = 4;
 const QUEUES = 5;
 const TAGS = 6;
 const MAX_QUEUES = 7;
+const GEN = 39; // bumped whenever the index or heap grows: threads then remake their views
 const FREE = 8; // FREE + class: head of that class's free list (0 = empty)
 const CLASSES = 27; // block sizes 16 B .. 1 GiB
-const QTAB = FREE + CLASSES; // QTAB + token: heap offset of the queue header
+const QTAB = 40; // QTAB + token: heap offset of the queue header
 
 // heap block kinds (word 1 of a live block; word 1 of a free block is the next-free link)
 const KIND_DATA = 1;
@@ -88,6 +89,8 @@ interface Backing {
   h32: Int32Array;
   tag: number;
   channel: BroadcastChannel;
+  /** ctl[GEN] when the views were made. */
+  gen: number;
 }
 
 const utf8 = new TextEncoder();
@@ -152,12 +155,12 @@ export class SharedState {
     const b: Backing = {
       handle,
       ctl,
-      // No length argument: the views track the growable buffers' length, in every thread.
-      idx: new Int32Array(handle.index),
-      h8: new Uint8Array(handle.heap),
-      h32: new Int32Array(handle.heap),
+      idx: new Int32Array(0),
+      h8: new Uint8Array(0),
+      h32: new Int32Array(0),
       tag: Atomics.add(ctl, TAGS, 1) + 1,
       channel,
+      gen: -1,
     };
     channel.onmessage = (ev: unknown) => {
       const [tag, id, token] = (ev as { data: [number, number, number] }).data;
@@ -167,6 +170,31 @@ export class SharedState {
     (channel as unknown as { unref(): void }).unref();
     this.#b = b;
     return b;
+  }
+
+  /**
+   * Fixed-length views over the growable buffers, remade when another thread grew them. V8 reads
+   * elements of length-tracking views of a growable buffer about 6x slower than of fixed-length
+   * ones, so the views are fixed and ctl[GEN] (read under the mutex) says when they are stale.
+   */
+  #views(b: Backing): void {
+    b.gen = b.ctl[GEN]!;
+    const idxBytes = b.handle.index.byteLength;
+    const heapBytes = b.handle.heap.byteLength;
+    b.idx = new Int32Array(b.handle.index, 0, idxBytes / 4);
+    b.h8 = new Uint8Array(b.handle.heap, 0, heapBytes);
+    b.h32 = new Int32Array(b.handle.heap, 0, heapBytes >> 2);
+  }
+
+  #lockB(b: Backing): void {
+    this.#lock(b.ctl);
+    if (b.ctl[GEN] !== b.gen) this.#views(b);
+  }
+
+  /** Called with the mutex held after growing a buffer. */
+  #grown(b: Backing): void {
+    b.ctl[GEN] = (b.ctl[GEN]! + 1) | 0;
+    this.#views(b);
   }
 
   // ---------------------------------------------------------------- mutex
@@ -252,7 +280,8 @@ export class SharedState {
 
   /** Makes room for one more entry (doubling and rehashing the index). False when at its cap. */
   #indexRoom(b: Backing): boolean {
-    const { ctl, idx } = b;
+    const { ctl } = b;
+    let { idx } = b;
     const slots = ctl[SLOTS]!;
     if ((ctl[ENTRIES]! + 1) * 2 <= slots) return true;
     const bigger = slots * 2;
@@ -263,6 +292,8 @@ export class SharedState {
     } catch {
       return false;
     }
+    this.#grown(b);
+    idx = b.idx;
     idx.fill(0, 0, bigger * 2);
     const mask = bigger - 1;
     for (let s = 0; s < slots; s++) {
@@ -284,26 +315,28 @@ export class SharedState {
     let c = 0;
     while (16 * 2 ** c < size) c++;
     if (c >= CLASSES) return 0;
-    const { ctl, h32 } = b;
+    const { ctl } = b;
     const head = ctl[FREE + c]!;
     if (head !== 0) {
-      ctl[FREE + c] = h32[(head >> 2) + 1]!;
+      ctl[FREE + c] = b.h32[(head >> 2) + 1]!;
       return head;
     }
     const bytes = 16 * 2 ** c;
     const top = ctl[TOP]!;
     const end = top + bytes;
-    const heap = b.handle.heap;
-    if (end > heap.byteLength) {
+    if (end > b.h8.length) {
+      const heap = b.handle.heap;
       if (end > heap.maxByteLength) return 0;
       try {
+        // Doubling keeps the number of grows (and of view remakes in every thread) logarithmic.
         heap.grow(Math.min(heap.maxByteLength, Math.max(end, heap.byteLength * 2)));
       } catch {
         return 0;
       }
+      this.#grown(b);
     }
     ctl[TOP] = end;
-    h32[top >> 2] = c;
+    b.h32[top >> 2] = c;
     return top;
   }
 
@@ -323,7 +356,7 @@ export class SharedState {
   get(vmId: string, key: string): SharedEntry | undefined {
     const b = this.#backing();
     const h = this.#encode(KIND_DATA, vmId, key);
-    this.#lock(b.ctl);
+    this.#lockB(b);
     try {
       const s = this.#find(b, KIND_DATA, h);
       if (s < 0) return undefined;
@@ -344,7 +377,7 @@ export class SharedState {
     const names = this.#vl + this.#kl;
     const need = DATA_HDR + names + value.length;
     if (need > MAX_HEAP) return Status.InternalFailure;
-    this.#lock(b.ctl);
+    this.#lockB(b);
     try {
       let s = this.#find(b, KIND_DATA, h);
       let off: number;
@@ -405,7 +438,7 @@ export class SharedState {
     const b = this.#backing();
     const h = this.#encode(KIND_QUEUE, vmId, name);
     const rid = this.#receiverId(receiver);
-    this.#lock(b.ctl);
+    this.#lockB(b);
     try {
       let s = this.#find(b, KIND_QUEUE, h);
       let off: number;
@@ -444,7 +477,7 @@ export class SharedState {
   resolveQueue(vmId: string, name: string): number | undefined {
     const b = this.#backing();
     const h = this.#encode(KIND_QUEUE, vmId, name);
-    this.#lock(b.ctl);
+    this.#lockB(b);
     try {
       const s = this.#find(b, KIND_QUEUE, h);
       return s < 0 ? undefined : b.h32[(b.idx[2 * s + 1]! >> 2) + 2]!;
@@ -459,7 +492,7 @@ export class SharedState {
     if (ITEM_HDR + value.length > MAX_HEAP) return Status.InternalFailure;
     let tag: number;
     let rid: number;
-    this.#lock(b.ctl);
+    this.#lockB(b);
     try {
       const q = this.#queue(b, token);
       if (q === 0) return Status.NotFound;
@@ -491,7 +524,7 @@ export class SharedState {
   /** undefined = unknown queue; null = empty. */
   dequeue(token: number): Uint8Array | null | undefined {
     const b = this.#backing();
-    this.#lock(b.ctl);
+    this.#lockB(b);
     try {
       const q = this.#queue(b, token);
       if (q === 0) return undefined;
@@ -520,7 +553,7 @@ export class SharedState {
     this.#receivers.delete(id);
     const b = this.#b;
     if (!b) return;
-    this.#lock(b.ctl);
+    this.#lockB(b);
     try {
       const n = b.ctl[QUEUES]!;
       for (let t = 1; t <= n; t++) {
@@ -538,11 +571,12 @@ export class SharedState {
   /** Empties the store for every attached thread (tests). The heap keeps its size. */
   clear(): void {
     const b = this.#backing();
-    this.#lock(b.ctl);
+    this.#lockB(b);
     try {
       b.idx.fill(0);
       b.ctl.fill(0, CAS, TAGS);
-      b.ctl.fill(0, FREE, b.ctl.length);
+      b.ctl.fill(0, FREE, FREE + CLASSES);
+      b.ctl.fill(0, QTAB, b.ctl.length); // GEN stays: views made before a growth must stay stale
       b.ctl[TOP] = HEAP_START;
       b.ctl[SLOTS] = b.idx.length / 2;
     } finally {
@@ -555,7 +589,7 @@ export class SharedState {
   /** Occupancy, for tests and diagnostics. */
   usage(): { entries: number; queues: number; heapBytes: number; heapUsed: number; slots: number } {
     const b = this.#backing();
-    this.#lock(b.ctl);
+    this.#lockB(b);
     try {
       return { entries: b.ctl[ENTRIES]!, queues: b.ctl[QUEUES]!, heapBytes: b.handle.heap.byteLength, heapUsed: b.ctl[TOP]!, slots: b.ctl[SLOTS]! };
     } finally {
