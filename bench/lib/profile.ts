@@ -77,9 +77,12 @@ export interface Window {
   toMs: number;
 }
 
-/** Frames that say who asked for native work: meshext, undici, node's HTTP layer. */
+/**
+ * Frames that say who asked for native work: meshext itself or undici (the upstream side). node's
+ * own stream and http frames are skipped: both directions go through them.
+ */
 function isAttributable(url: string): boolean {
-  return url.includes('/src/') || url.includes('node_modules/undici') || url.startsWith('node:_http_') || url.startsWith('node:net');
+  return url.includes('/src/') || url.includes('node_modules/undici');
 }
 
 /** Self time (µs) per node of one profile, with idle excluded. */

@@ -266,7 +266,7 @@ export function renderReport(r: Report, plots: string[]): string {
         '|---|---|---:|',
         ...p.topFunctions.map((h) => `| \`${h.fn}\` | ${h.where} | ${h.selfPct.toFixed(1)}% |`),
         '',
-        '| native self time (socket writes, string encoding, ...) ← nearest caller in meshext, undici or node:http | where | self time |',
+        '| native self time (socket writes, string encoding, ...) ← nearest caller in meshext or undici | where | self time |',
         '|---|---|---:|',
         ...(p.nativeCallers ?? []).map((h) => `| \`${h.fn}\` | ${h.where} | ${h.selfPct.toFixed(1)}% |`),
         '',
