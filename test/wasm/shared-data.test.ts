@@ -181,7 +181,12 @@ test('concurrent CAS increments from 4 worker threads on one key add up; fresh k
   s.set('vm', 'counter', u32(0), 0);
   const W = 4;
   const N = 3000;
-  const runs = Array.from({ length: W }, (_, id) => runWorker<{ retries: number }>({ handle: s.handle(), mode: 'cas', id, n: N }));
+  const go = new Int32Array(new SharedArrayBuffer(4));
+  let ready = 0;
+  const runs = Array.from({ length: W }, (_, id) => runWorker<{ retries: number }>({ handle: s.handle(), mode: 'cas', id, n: N, go: go.buffer }, () => ready++));
+  while (ready < W) await new Promise((r) => setTimeout(r, 5));
+  Atomics.store(go, 0, 1);
+  Atomics.notify(go, 0);
   // The main thread takes part too (Atomics.wait is allowed on Node's main thread).
   let mainRetries = 0;
   for (let i = 0; i < N; i++) {

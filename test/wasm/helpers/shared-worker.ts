@@ -11,6 +11,7 @@ interface Job {
   id: number;
   n: number;
   token?: number;
+  go?: SharedArrayBuffer;
 }
 
 const job = workerData as Job;
@@ -22,6 +23,11 @@ const u32 = (v: number) => {
 };
 
 if (job.mode === 'cas') {
+  // Start line: every thread blocks here until the parent releases them all at once, so the
+  // increments really overlap instead of running one worker after another.
+  const go = new Int32Array(job.go!);
+  parentPort!.postMessage({ ready: true });
+  Atomics.wait(go, 0, 0);
   let retries = 0;
   for (let i = 0; i < job.n; i++) {
     for (;;) {
