@@ -88,7 +88,8 @@ interface Backing {
   h8: Uint8Array;
   h32: Int32Array;
   tag: number;
-  channel: BroadcastChannel;
+  /** Made on first queue use: data-only threads never open one. */
+  channel: BroadcastChannel | undefined;
   /** ctl[GEN] when the views were made. */
   gen: number;
 }
@@ -142,7 +143,7 @@ export class SharedState {
 
   /** Stops listening for queue notifications (the buffers stay valid for other threads). */
   close(): void {
-    this.#b?.channel.close();
+    this.#b?.channel?.close();
     this.#b = undefined;
   }
 
@@ -151,7 +152,6 @@ export class SharedState {
     const handle = 'ctl' in this.#init ? this.#init : createHandle(this.#init);
     this.#init = handle;
     const ctl = new Int32Array(handle.ctl);
-    const channel = new BroadcastChannel(handle.channel);
     const b: Backing = {
       handle,
       ctl,
@@ -159,17 +159,24 @@ export class SharedState {
       h8: new Uint8Array(0),
       h32: new Int32Array(0),
       tag: Atomics.add(ctl, TAGS, 1) + 1,
-      channel,
+      channel: undefined,
       gen: -1,
     };
+    this.#b = b;
+    return b;
+  }
+
+  #channel(b: Backing): BroadcastChannel {
+    if (b.channel) return b.channel;
+    const channel = new BroadcastChannel(b.handle.channel);
     channel.onmessage = (ev: unknown) => {
       const [tag, id, token] = (ev as { data: [number, number, number] }).data;
       if (tag === b.tag) this.#receivers.get(id)?.notify(token);
     };
     // Notifications must not keep a process (or a draining worker) alive.
     (channel as unknown as { unref(): void }).unref();
-    this.#b = b;
-    return b;
+    b.channel = channel;
+    return channel;
   }
 
   /**
@@ -438,6 +445,7 @@ export class SharedState {
     const b = this.#backing();
     const h = this.#encode(KIND_QUEUE, vmId, name);
     const rid = this.#receiverId(receiver);
+    this.#channel(b); // listening before anyone can learn that this instance is the receiver
     this.#lockB(b);
     try {
       let s = this.#find(b, KIND_QUEUE, h);
@@ -517,7 +525,7 @@ export class SharedState {
     }
     // One notification per enqueue, as Envoy. No receiver: the item waits for a registrant.
     if (tag === b.tag) this.#receivers.get(rid)?.notify(token);
-    else if (tag !== 0) b.channel.postMessage([tag, rid, token]);
+    else if (tag !== 0) this.#channel(b).postMessage([tag, rid, token]);
     return Status.Ok;
   }
 
