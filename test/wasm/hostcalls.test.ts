@@ -237,6 +237,32 @@ test('shared data with CAS and shared queues with on_queue_ready', async () => {
   assert.equal(p.vm!.failed, false);
 });
 
+test('shared store full: set/enqueue/register answer INTERNAL_FAILURE through the host calls; stored data stays readable', async () => {
+  const shared = new SharedState({ maxHeapBytes: 64 * 1024, maxQueues: 1 });
+  const { h, root, p } = await setup({ shared });
+  const vpp = h.out();
+  const vlp = h.out();
+  const cas = h.out();
+  const tok = h.out();
+  const [q1, q1l] = h.put('q1');
+  const [q2, q2l] = h.put('q2');
+  assert.equal(h.call('proxy_register_shared_queue', root, q1, q1l, tok), Status.Ok);
+  assert.equal(h.call('proxy_register_shared_queue', root, q2, q2l, tok), Status.InternalFailure, 'queue cap');
+  const [v, vl] = h.put('x'.repeat(2000));
+  let st: number = Status.Ok;
+  let n = 0;
+  for (; n < 1000 && st === Status.Ok; n++) {
+    const [k, kl] = h.put(`key-${n}`);
+    st = h.call('proxy_set_shared_data', root, k, kl, v, vl, 0);
+  }
+  assert.equal(st, Status.InternalFailure, 'heap cap');
+  const [k0, k0l] = h.put('key-0');
+  assert.equal(h.call('proxy_get_shared_data', root, k0, k0l, vpp, vlp, cas), Status.Ok);
+  assert.equal(h.u32(vlp), 2000);
+  assert.equal(h.call('proxy_enqueue_shared_queue', root, h.u32(tok), v, vl), Status.InternalFailure);
+  assert.equal(p.vm!.failed, false);
+});
+
 test('metrics: Envoy id numbering, counter/gauge/histogram, i64 BigInt args, errors', async () => {
   const stats = new StatsStore();
   const { h, root } = await setup({ stats });
