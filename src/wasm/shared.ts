@@ -19,6 +19,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { BroadcastChannel } from 'node:worker_threads';
+import { logger } from '../observability/log.ts';
 import { Status } from './abi.ts';
 
 export interface SharedEntry {
@@ -214,8 +215,13 @@ export class SharedState {
       if (Atomics.load(ctl, LOCK) === 0 && Atomics.compareExchange(ctl, LOCK, 0, 1) === 0) return;
     }
     if (c !== 2) c = Atomics.exchange(ctl, LOCK, 2);
+    let waited = 0;
     while (c !== 0) {
-      Atomics.wait(ctl, LOCK, 2);
+      // Timed only to say something: a critical section lasts microseconds, so seconds of
+      // waiting mean a thread died holding the mutex (see the ADR) and this thread is stuck.
+      if (Atomics.wait(ctl, LOCK, 2, 5000) === 'timed-out' && ++waited === 2) {
+        logger('wasm').error('proxy-wasm shared data mutex held for over 10 s; a thread probably died inside the store');
+      }
       c = Atomics.exchange(ctl, LOCK, 2);
     }
   }
