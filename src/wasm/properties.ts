@@ -147,7 +147,7 @@ function responseAttr(name: string, h: HeaderMap | undefined, t: HeaderMap | und
       return si && si.responseCode ? int(si.responseCode) : undefined;
     }
     case 'code_details': return si ? str(si.responseCodeDetails) : undefined;
-    case 'flags': return si ? int(si.responseFlags.size) : undefined;
+    case 'flags': return si ? int(responseFlagBits(si.responseFlags)) : undefined;
     case 'grpc_status': {
       const g = t?.get('grpc-status') ?? h?.get('grpc-status');
       return g === undefined ? undefined : int(Number(g));
@@ -258,6 +258,14 @@ export function getProperty(vm: WasmVm, ctx: Context | null, segs: string[]): Ui
         case 'mtls': v = { t: 'bool', v: !!tls?.peerCertificatePresented }; break;
         case 'requested_server_name': v = str(si?.requestedServerName ?? ''); break;
         case 'tls_version': v = tls ? str(tls.protocol) : undefined; break;
+        case 'subject_local_certificate': v = optStr(tls?.localCertificate?.()?.subject); break;
+        case 'subject_peer_certificate': v = optStr(tls?.peerCertificate?.()?.subject); break;
+        case 'dns_san_local_certificate': v = optStr(tls?.localCertificate?.()?.dnsSans[0]); break;
+        case 'dns_san_peer_certificate': v = optStr(tls?.peerCertificate?.()?.dnsSans[0]); break;
+        case 'uri_san_local_certificate': v = optStr(tls?.localCertificate?.()?.uriSans[0]); break;
+        case 'uri_san_peer_certificate': v = optStr(tls?.peerCertificate?.()?.uriSans[0]); break;
+        case 'sha256_peer_certificate_digest': v = optStr(tls?.peerCertificate?.()?.sha256Digest); break;
+        case 'peer_certificate': v = optStr(tls?.peerCertificate?.()?.pem); break;
         default: v = undefined;
       }
       return serializeRest(v, rest.slice(1));
@@ -286,6 +294,25 @@ export function getProperty(vm: WasmVm, ctx: Context | null, segs: string[]): Ui
 function serializeRest(v: Value | undefined, rest: string[]): Uint8Array | undefined {
   const d = rest.length ? descend(v, rest) : v;
   return d ? serialize(d) : undefined;
+}
+
+/** Envoy's response-flag bits (StreamInfo::CoreResponseFlag order), keyed by short code. */
+const RESPONSE_FLAG_BITS: Record<string, number> = {
+  LH: 0, UH: 1, UT: 2, LR: 3, UR: 4, UF: 5, UC: 6, UO: 7, NR: 8, DI: 9, FI: 10, RL: 11, UAEX: 12, RLSE: 13,
+  DC: 14, URX: 15, SI: 16, IH: 17, DPE: 18, UMSDR: 19, RFCF: 20, NFCF: 21, DT: 22, UPE: 23, NC: 24, OM: 25, DF: 26, DO: 27,
+};
+
+export function responseFlagBits(flags: ReadonlySet<string>): number {
+  let bits = 0;
+  for (const f of flags) {
+    const b = RESPONSE_FLAG_BITS[f];
+    if (b !== undefined) bits |= 1 << b;
+  }
+  return bits;
+}
+
+function optStr(s: string | undefined): Value | undefined {
+  return s === undefined || s === '' ? undefined : str(s);
 }
 
 /** set_property: stream → filter state `wasm.<path>`; root → kept on the root context. */

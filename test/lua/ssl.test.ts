@@ -4,16 +4,13 @@
  * Envoy's formats; nil on plaintext.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Agent, request } from 'undici';
 import { loadExtensionObjects } from '../../src/config/extensions.ts';
 import { startProxy, type Proxy } from '../../src/proxy/proxy.ts';
 import { bootstrap, cluster, listener, routeAll } from '../helpers/bootstrap.ts';
+import { makeMtls, type MtlsFiles } from '../helpers/mtls.ts';
 import { echoHandler, startHttp1, type TestServer } from '../helpers/upstream.ts';
 
 const SCRIPT = `
@@ -45,30 +42,12 @@ function envoy_on_response(h)
 end
 `;
 
-let dir: string;
+let certs: MtlsFiles;
 let upstream: TestServer;
 let proxy: Proxy;
-let clientCert: string;
-let clientKey: string;
-let ca: string;
-
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-}
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'meshext-lua-ssl-'));
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/O=meshext test CA/CN=test-ca');
-  openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext');
-  openssl('req', ...ec, '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/C=US/O=meshext/O=second org/CN=client-workload');
-  writeFileSync(join(dir, 'client.ext'), 'subjectAltName=URI:spiffe://cluster.local/ns/default/sa/client\n');
-  openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '2', '-extfile', 'client.ext');
-  ca = readFileSync(join(dir, 'ca.pem'), 'utf8');
-  clientCert = readFileSync(join(dir, 'client.pem'), 'utf8');
-  clientKey = readFileSync(join(dir, 'client.key'), 'utf8');
+  certs = makeMtls();
   upstream = await startHttp1(echoHandler);
   const ext = loadExtensionObjects([
     { apiVersion: 'extensions.istio.io/v1alpha1', kind: 'TrafficExtension', metadata: { name: 'ssl', namespace: 'default' }, spec: { lua: { inlineCode: SCRIPT } } },
@@ -77,7 +56,7 @@ before(async () => {
   proxy = await startProxy({
     bootstrap: bootstrap({
       listeners: [
-        listener({ name: 'tls', tls: { certFile: join(dir, 'server.pem'), keyFile: join(dir, 'server.key'), caFile: join(dir, 'ca.pem'), alpn: ['http/1.1'] } }),
+        listener({ name: 'tls', tls: { certFile: certs.serverCert, keyFile: certs.serverKey, caFile: certs.caFile, alpn: ['http/1.1'] } }),
         listener({ name: 'plain' }),
       ],
       clusters: [cluster('echo', upstream.port)],
@@ -91,17 +70,17 @@ before(async () => {
 after(async () => {
   await proxy.close();
   await upstream.close();
-  rmSync(dir, { recursive: true, force: true });
+  certs.cleanup();
 });
 
 test('an mTLS client certificate is visible to Lua in Envoy formats', async () => {
-  const agent = new Agent({ connect: { ca, cert: clientCert, key: clientKey, servername: 'localhost' } });
+  const agent = new Agent({ connect: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey, servername: 'localhost' } });
   try {
     const res = await request(`https://127.0.0.1:${proxy.ports.tls}/`, { dispatcher: agent });
     await res.body.dump();
     assert.equal(res.statusCode, 200);
     const h = res.headers as Record<string, string>;
-    const x509 = new X509Certificate(clientCert);
+    const x509 = new X509Certificate(certs.clientCert);
     assert.equal(h['x-ssl-presented'], 'true');
     assert.equal(h['x-ssl-validated'], 'true');
     assert.equal(h['x-ssl-subject'], 'CN=client-workload,O=second org,O=meshext,C=US');
