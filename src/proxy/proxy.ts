@@ -14,6 +14,7 @@ import { logger } from '../observability/log.ts';
 import { mergeSnapshots, type StatsSnapshot } from '../observability/stats.ts';
 import { loadRuntimes } from '../runtimes.ts';
 import { DataPlane, type ApplyResult } from './data-plane.ts';
+import { workerEntry } from './stripped-sources.ts';
 import type { WorkerReply, WorkerRequest } from './worker.ts';
 // Proxy-Wasm shared data/queues are process-wide: workers attach to this thread's store.
 import { sharedState } from '../wasm/shared.ts';
@@ -199,7 +200,7 @@ export class Proxy implements AdminSource {
       bootstrap = await resolveEphemeralPorts(bootstrap);
       const started = await Promise.allSettled(
         Array.from({ length: workers }, (_, workerId) => {
-          const w = new Worker(new URL('./worker.ts', import.meta.url), { workerData: { bootstrap, workerId, wasmShared: sharedState.handle() } });
+          const w = new Worker(workerEntry(), { workerData: { bootstrap, workerId, wasmShared: sharedState.handle() } });
           return new Promise<WorkerPlane>((resolve, reject) => {
             const onMsg = (msg: { type?: string; ports?: Record<string, number>; error?: string }) => {
               if (msg.type === 'started') {
