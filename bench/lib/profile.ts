@@ -46,14 +46,15 @@ export interface ProfileResult {
 function where(url: string, line: number): string {
   if (!url) return '(native/VM)';
   const path = url.startsWith('file://') ? url.slice(7) : url;
-  const rel = path.startsWith(ROOT) ? relative(ROOT, path) : path;
+  // The type-stripped copy keeps line numbers, so name the source file.
+  const rel = (path.startsWith(ROOT) ? relative(ROOT, path) : path).replace(/^\.meshext-js\/(.*)\.js$/, 'src/$1.ts');
   return line >= 0 ? `${rel}:${line + 1}` : rel;
 }
 
 function fileOf(url: string): string {
   if (!url) return '(native/VM)';
   const path = url.startsWith('file://') ? url.slice(7) : url;
-  return path.startsWith(ROOT) ? relative(ROOT, path) : path;
+  return (path.startsWith(ROOT) ? relative(ROOT, path) : path).replace(/^\.meshext-js\/(.*)\.js$/, 'src/$1.ts');
 }
 
 function category(url: string, fn: string): string {
@@ -64,7 +65,7 @@ function category(url: string, fn: string): string {
   if (url.startsWith('node:')) return url.startsWith('node:internal/deps/undici') ? 'undici (bundled)' : `node core (${url.split('/').slice(0, 3).join('/').replace('node:internal/', '')})`;
   if (url.includes('node_modules/undici')) return 'undici (npm)';
   if (url.includes('node_modules/')) return `npm: ${url.split('node_modules/')[1]!.split('/')[0]}`;
-  const f = fileOf(url);
+  const f = fileOf(url).replace(/^\.meshext-js\//, 'src/').replace(/\.js$/, '.ts');
   return f.startsWith('src/') ? `meshext ${f.split('/').slice(0, 2).join('/')}` : f;
 }
 
@@ -82,7 +83,15 @@ export interface Window {
  * own stream and http frames are skipped: both directions go through them.
  */
 function isAttributable(url: string): boolean {
-  return url.includes('/src/') || url.includes('node_modules/undici');
+  return isMeshext(url) || url.includes('node_modules/undici');
+}
+
+/**
+ * meshext's own code: src/ when run from the TypeScript sources, .meshext-js/ when workers run the
+ * type-stripped copy the proxy builds at startup.
+ */
+function isMeshext(url: string): boolean {
+  return url.startsWith(`file://${ROOT}/src/`) || url.startsWith(`file://${ROOT}/.meshext-js/`) || url.startsWith(`${ROOT}/src/`) || url.startsWith(`${ROOT}/.meshext-js/`);
 }
 
 /** Self time (µs) per node of one profile, with idle excluded. */
@@ -147,7 +156,7 @@ export function foldProfiles(files: string[], w?: Window): Omit<ProfileResult, '
           const k = `${leaf.functionName || '(native)'} ← ${f.functionName || '(anonymous)'}\u0000${where(f.url, f.lineNumber)}`;
           nativeCallers.set(k, (nativeCallers.get(k) ?? 0) + us);
         }
-        if (f.url.startsWith(`file://${ROOT}/src/`) || f.url.startsWith(`${ROOT}/src/`)) {
+        if (isMeshext(f.url)) {
           const k = `${f.functionName || '(anonymous)'}\u0000${where(f.url, f.lineNumber)}`;
           if (!seen.has(k)) {
             seen.add(k);
