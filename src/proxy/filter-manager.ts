@@ -359,10 +359,11 @@ export class FilterManager {
   }
 
   #filterThrew(slot: Slot, dir: Direction, err: unknown): void {
-    log.error({ err, filter: slot.entry.name }, 'filter callback threw');
-    if (!this.#localReplySent && !dir.aborted) {
-      this.sendLocalReply(500, '', { details: 'filter_exception' });
-    }
+    log.error({ err, filter: slot.entry.name, direction: dir.decode ? 'decode' : 'encode' }, 'filter callback threw');
+    // sendLocalReply picks the right form: through the encoders before the response started,
+    // straight to the client once encoding is under way (also when an encoder throws while a
+    // local reply passes through it), or a reset after the client has the response headers.
+    this.sendLocalReply(500, '', { details: 'filter_exception' });
   }
 
   /** Walks headers from slot `from`; returns true when they reached the terminal. */

@@ -208,6 +208,23 @@ describe('local replies', () => {
     assert.equal(r.text, 'bad gateway from filter');
   });
 
+  test('an encoder that throws while a local reply passes through still answers the client (500)', async () => {
+    const throwing: HttpFilterFactory = {
+      name: 'enc-throws',
+      create: () => ({
+        encodeHeaders() {
+          throw new Error('encoder failure');
+        },
+      }),
+    };
+    useChain(throwing, testFilter({ name: 'deny', replyOnRequest: { status: 403, body: 'denied', details: 'test_deny' } }));
+    const r = await get('/');
+    assert.equal(r.status, 500);
+    useChain(throwing);
+    const proxied = await get('/');
+    assert.equal(proxied.status, 500, 'an encoder throwing on an upstream response answers 500 too');
+  });
+
   test('a throwing filter produces a 500 and the proxy keeps serving', async () => {
     useChain(testFilter({ name: 't', throwOnRequest: true }));
     const r = await get('/');
