@@ -12,6 +12,7 @@ import { createAccessLogger, type AccessLogger } from '../observability/access-l
 import { IstioMetrics } from '../observability/istio-metrics.ts';
 import { logger } from '../observability/log.ts';
 import { StatsStore } from '../observability/stats.ts';
+import { loadRuntime } from '../runtimes.ts';
 import { extensionFilterName, getRuntime, type LoadedExtension, type WorkerServices } from './extension-runtime.ts';
 import type { FilterManager } from './filter-manager.ts';
 import { HttpListener } from './http-listener.ts';
@@ -176,6 +177,7 @@ export class DataPlane {
         continue;
       }
       const kind = ext.spec.wasm ? 'wasm' : 'lua';
+      await loadRuntime(kind);
       const runtime = getRuntime(kind);
       if (!runtime) {
         issues.push({

@@ -12,7 +12,6 @@ import { watchExtensions } from '../config/watch.ts';
 import { formatIssue, type ConfigIssue } from '../errors.ts';
 import { logger } from '../observability/log.ts';
 import { mergeSnapshots, type StatsSnapshot } from '../observability/stats.ts';
-import { loadRuntimes } from '../runtimes.ts';
 import { DataPlane, type ApplyResult } from './data-plane.ts';
 import { workerEntry } from './stripped-sources.ts';
 import type { WorkerReply, WorkerRequest } from './worker.ts';
@@ -184,8 +183,7 @@ export class Proxy implements AdminSource {
   }
 
   static async start(opts: ProxyOptions): Promise<Proxy> {
-    await loadRuntimes();
-    let bootstrap = opts.bootstrap;
+      let bootstrap = opts.bootstrap;
     const planes: Plane[] = [];
     let ports: Record<string, number> = {};
     let workers = 0;

@@ -4,7 +4,6 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { BootstrapConfig } from '../config/types.ts';
-import { loadRuntimes } from '../runtimes.ts';
 import { DataPlane } from './data-plane.ts';
 import { sharedState, type SharedStoreHandle } from '../wasm/shared.ts';
 
@@ -23,7 +22,6 @@ async function main(): Promise<void> {
   const { bootstrap, workerId, wasmShared } = workerData as { bootstrap: BootstrapConfig; workerId: number; wasmShared?: SharedStoreHandle };
   // Proxy-Wasm shared data and queues: one store for the process (the main thread made it).
   if (wasmShared) sharedState.attach(wasmShared);
-  await loadRuntimes();
   const dp = new DataPlane(bootstrap, { workerId });
   try {
     await dp.start();
