@@ -247,73 +247,63 @@ export class WasmHttpFilter implements HttpFilter, StreamHost {
 
   // ------------------------------------------------------------ HttpFilter
   decodeHeaders(headers: HeaderMap, endStream: boolean): HeadersStatus {
-    if (this.#bypass) return HeadersStatus.Continue;
-    const vm = this.#vm;
-    if (!vm.ensureCreated(this.ctx)) return this.#headersResult(VM_FAILED, REQ);
-    this.#inCb = REQ;
-    const r = vm.call(vm.ex.on_request_headers, this.ctx, this.ctx.id, headers.size, endStream ? 1 : 0);
-    this.#inCb = 0;
-    return this.#headersResult(r, REQ);
+    return this.#onHeaders(this.#vm.ex.on_request_headers, headers.size, endStream, REQ);
   }
 
   decodeData(data: DataBuffer, endStream: boolean): DataStatus {
-    if (this.#bypass || this.#vm.ex.on_request_body === undefined) return DataStatus.Continue;
-    const vm = this.#vm;
-    if (!vm.ensureCreated(this.ctx)) return this.#dataResult(VM_FAILED, REQ);
-    this.#inCb = REQ;
-    this.#curBody = data;
-    this.#curBodyDir = REQ;
-    this.#curEos = endStream;
-    const r = vm.call(vm.ex.on_request_body, this.ctx, this.ctx.id, data.length, endStream ? 1 : 0);
-    this.#curBody = undefined;
-    this.#curBodyDir = 0;
-    this.#inCb = 0;
-    return this.#dataResult(r, REQ);
+    return this.#onBody(this.#vm.ex.on_request_body, data, endStream, REQ);
   }
 
   decodeTrailers(trailers: HeaderMap): TrailersStatus {
-    if (this.#bypass || this.#vm.ex.on_request_trailers === undefined) return TrailersStatus.Continue;
-    const vm = this.#vm;
-    if (!vm.ensureCreated(this.ctx)) return this.#trailersResult(VM_FAILED, REQ);
-    this.#inCb = REQ;
-    const r = vm.call(vm.ex.on_request_trailers, this.ctx, this.ctx.id, trailers.size);
-    this.#inCb = 0;
-    return this.#trailersResult(r, REQ);
+    return this.#onTrailers(this.#vm.ex.on_request_trailers, trailers.size, REQ);
   }
 
   encodeHeaders(headers: HeaderMap, endStream: boolean): HeadersStatus {
-    if (this.#bypass) return HeadersStatus.Continue;
-    const vm = this.#vm;
-    if (!vm.ensureCreated(this.ctx)) return this.#headersResult(VM_FAILED, RESP);
-    this.#inCb = RESP;
-    const r = vm.call(vm.ex.on_response_headers, this.ctx, this.ctx.id, headers.size, endStream ? 1 : 0);
-    this.#inCb = 0;
-    return this.#headersResult(r, RESP);
+    return this.#onHeaders(this.#vm.ex.on_response_headers, headers.size, endStream, RESP);
   }
 
   encodeData(data: DataBuffer, endStream: boolean): DataStatus {
-    if (this.#bypass || this.#vm.ex.on_response_body === undefined) return DataStatus.Continue;
-    const vm = this.#vm;
-    if (!vm.ensureCreated(this.ctx)) return this.#dataResult(VM_FAILED, RESP);
-    this.#inCb = RESP;
-    this.#curBody = data;
-    this.#curBodyDir = RESP;
-    this.#curEos = endStream;
-    const r = vm.call(vm.ex.on_response_body, this.ctx, this.ctx.id, data.length, endStream ? 1 : 0);
-    this.#curBody = undefined;
-    this.#curBodyDir = 0;
-    this.#inCb = 0;
-    return this.#dataResult(r, RESP);
+    return this.#onBody(this.#vm.ex.on_response_body, data, endStream, RESP);
   }
 
   encodeTrailers(trailers: HeaderMap): TrailersStatus {
-    if (this.#bypass || this.#vm.ex.on_response_trailers === undefined) return TrailersStatus.Continue;
+    return this.#onTrailers(this.#vm.ex.on_response_trailers, trailers.size, RESP);
+  }
+
+  // One implementation per callback kind, parameterised by direction (REQ/RESP) and export.
+  #onHeaders(fn: Function | undefined, size: number, endStream: boolean, dir: typeof REQ | typeof RESP): HeadersStatus {
+    if (this.#bypass) return HeadersStatus.Continue;
     const vm = this.#vm;
-    if (!vm.ensureCreated(this.ctx)) return this.#trailersResult(VM_FAILED, RESP);
-    this.#inCb = RESP;
-    const r = vm.call(vm.ex.on_response_trailers, this.ctx, this.ctx.id, trailers.size);
+    if (!vm.ensureCreated(this.ctx)) return this.#headersResult(VM_FAILED, dir);
+    this.#inCb = dir;
+    const r = vm.call(fn, this.ctx, this.ctx.id, size, endStream ? 1 : 0);
     this.#inCb = 0;
-    return this.#trailersResult(r, RESP);
+    return this.#headersResult(r, dir);
+  }
+
+  #onBody(fn: Function | undefined, data: DataBuffer, endStream: boolean, dir: typeof REQ | typeof RESP): DataStatus {
+    if (this.#bypass || fn === undefined) return DataStatus.Continue;
+    const vm = this.#vm;
+    if (!vm.ensureCreated(this.ctx)) return this.#dataResult(VM_FAILED, dir);
+    this.#inCb = dir;
+    this.#curBody = data;
+    this.#curBodyDir = dir;
+    this.#curEos = endStream;
+    const r = vm.call(fn, this.ctx, this.ctx.id, data.length, endStream ? 1 : 0);
+    this.#curBody = undefined;
+    this.#curBodyDir = 0;
+    this.#inCb = 0;
+    return this.#dataResult(r, dir);
+  }
+
+  #onTrailers(fn: Function | undefined, size: number, dir: typeof REQ | typeof RESP): TrailersStatus {
+    if (this.#bypass || fn === undefined) return TrailersStatus.Continue;
+    const vm = this.#vm;
+    if (!vm.ensureCreated(this.ctx)) return this.#trailersResult(VM_FAILED, dir);
+    this.#inCb = dir;
+    const r = vm.call(fn, this.ctx, this.ctx.id, size);
+    this.#inCb = 0;
+    return this.#trailersResult(r, dir);
   }
 
   log(): void {
