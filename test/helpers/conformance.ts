@@ -10,7 +10,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BootstrapConfig } from '../../src/config/types.ts';
+import type { BootstrapConfig, RouteTableConfig } from '../../src/config/types.ts';
 import type { AccessLogEntry } from '../../src/observability/access-log.ts';
 import { DataPlane } from '../../src/proxy/data-plane.ts';
 import { bootstrap } from './bootstrap.ts';
@@ -247,4 +247,21 @@ export function run(cmd: string, args: string[]): Promise<{ stdout: string; stde
         });
       }),
   );
+}
+
+/** Routes `/h2/...` to cluster `h2` (an HTTP/2 upstream) and everything else to `h1`. */
+export function h1AndH2Routes(): RouteTableConfig {
+  return {
+    name: 'default',
+    virtualHosts: [
+      {
+        name: 'all',
+        domains: ['*'],
+        routes: [
+          { name: 'to-h2', match: { prefix: '/h2/' }, route: { cluster: 'h2' } },
+          { name: 'to-h1', match: { prefix: '/' }, route: { cluster: 'h1' } },
+        ],
+      },
+    ],
+  };
 }

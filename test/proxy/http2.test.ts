@@ -12,7 +12,7 @@ import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { cluster, listener } from '../helpers/bootstrap.ts';
-import { h2Close, h2Connect, h2Request, makeCert, run, startPlane, type RunningPlane, type TestCert } from '../helpers/conformance.ts';
+import { h2Close, h2Connect, h2Request, makeCert, run, startPlane, type RunningPlane, type TestCert, h1AndH2Routes } from '../helpers/conformance.ts';
 import { startHttp1, startHttp2, type TestServer } from '../helpers/upstream.ts';
 
 interface Seen {
@@ -69,21 +69,7 @@ before(async () => {
       listener({ name: 'plain' }),
     ],
     clusters: [cluster('h1', up1.port), cluster('h2', up2.port, { protocol: 'HTTP2' })],
-    routeTables: [
-      {
-        name: 'default',
-        virtualHosts: [
-          {
-            name: 'all',
-            domains: ['*'],
-            routes: [
-              { name: 'to-h2', match: { prefix: '/h2/' }, route: { cluster: 'h2' } },
-              { name: 'to-h1', match: { prefix: '/' }, route: { cluster: 'h1' } },
-            ],
-          },
-        ],
-      },
-    ],
+    routeTables: [h1AndH2Routes()],
   });
   tlsPort = plane.ports.tls!;
   plainPort = plane.ports.plain!;

@@ -10,7 +10,7 @@ import type http from 'node:http';
 import type http2 from 'node:http2';
 import { after, before, test } from 'node:test';
 import { cluster } from '../helpers/bootstrap.ts';
-import { h2Close, h2Connect, h2Request, parseResponses, rawExchange, startPlane, type RunningPlane } from '../helpers/conformance.ts';
+import { h2Close, h2Connect, h2Request, parseResponses, rawExchange, startPlane, type RunningPlane, h1AndH2Routes } from '../helpers/conformance.ts';
 import { startHttp1, startHttp2, type TestServer } from '../helpers/upstream.ts';
 
 interface Seen {
@@ -60,21 +60,7 @@ before(async () => {
   up2 = await startHttp2(h2Handler);
   plane = await startPlane({
     clusters: [cluster('h1', up1.port), cluster('h2', up2.port, { protocol: 'HTTP2' })],
-    routeTables: [
-      {
-        name: 'default',
-        virtualHosts: [
-          {
-            name: 'all',
-            domains: ['*'],
-            routes: [
-              { name: 'to-h2', match: { prefix: '/h2/' }, route: { cluster: 'h2' } },
-              { name: 'to-h1', match: { prefix: '/' }, route: { cluster: 'h1' } },
-            ],
-          },
-        ],
-      },
-    ],
+    routeTables: [h1AndH2Routes()],
   });
   port = plane.ports.http!;
 });
