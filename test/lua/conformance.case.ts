@@ -28,7 +28,7 @@ const REQ: [string, string][] = [
 ];
 const RESP: [string, string][] = [[':status', '200']];
 
-const PARITY = (parse(readFileSync(new URL('../../../shared/examples/parity.yaml', import.meta.url), 'utf8')) as { spec: { lua: { inlineCode: string } } }).spec.lua.inlineCode;
+const PARITY = (parse(readFileSync(new URL('../../examples/extensions/parity.yaml', import.meta.url), 'utf8')) as { spec: { lua: { inlineCode: string } } }).spec.lua.inlineCode;
 
 export function runConformance(opts: ConformanceOptions): void {
   let engine: LuaEngine;

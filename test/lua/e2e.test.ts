@@ -17,7 +17,7 @@ import { DataPlane } from '../../src/proxy/data-plane.ts';
 import { bootstrap, cluster, routeAll } from '../helpers/bootstrap.ts';
 import { startHttp1, type TestServer } from '../helpers/upstream.ts';
 
-const PARITY = (parse(readFileSync(new URL('../../../shared/examples/parity.yaml', import.meta.url), 'utf8')) as { spec: { lua: { inlineCode: string } } }).spec.lua.inlineCode;
+const PARITY = (parse(readFileSync(new URL('../../examples/extensions/parity.yaml', import.meta.url), 'utf8')) as { spec: { lua: { inlineCode: string } } }).spec.lua.inlineCode;
 
 function ext(name: string, code: string, phase: Phase = 'AUTHN', line = 1): TrafficExtension {
   return {

@@ -10,7 +10,7 @@ import type { LuaEngine } from '../../src/lua/engine.ts';
 import { getLuajitEngine, getWasmoonEngine } from '../../src/lua/engines.ts';
 import { FakeStream, harness } from './driver.ts';
 
-const code = (parse(readFileSync(new URL('../../../shared/examples/parity.yaml', import.meta.url), 'utf8')) as { spec: { lua: { inlineCode: string } } }).spec.lua.inlineCode;
+const code = (parse(readFileSync(new URL('../../examples/extensions/parity.yaml', import.meta.url), 'utf8')) as { spec: { lua: { inlineCode: string } } }).spec.lua.inlineCode;
 const N = Number(process.argv[2] ?? 20_000);
 const REQ: [string, string][] = [[':method', 'GET'], [':path', '/'], [':authority', 'x'], ['x-number', '42'], ['user-agent', 'bench'], ['accept', '*/*'], ['x-request-id', 'abc']];
 const RESP: [string, string][] = [[':status', '200'], ['content-type', 'text/plain'], ['content-length', '2']];
