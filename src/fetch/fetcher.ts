@@ -24,7 +24,7 @@ import { RegistryClient } from './oci.ts';
 import { isInsecureHost, parseModuleUrl } from './reference.ts';
 import type { ParsedModuleUrl } from './reference.ts';
 import { SsrfGuard } from './ssrf.ts';
-import { Transport } from './transport.ts';
+import { abortableDelay, Transport } from './transport.ts';
 import { assertWasm, sha256Hex, unbox } from './wasm-bytes.ts';
 
 export interface ModuleFetcherOptions {
@@ -130,20 +130,6 @@ function retryableStatus(code: number): boolean {
   return code >= 500 && code !== 501 && code !== 505 && code !== 511;
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return p;
@@ -236,7 +222,7 @@ export async function createModuleFetcher(opts: ModuleFetcherOptions): Promise<M
       }
       if (attempts >= httpMaxRetries) break;
       try {
-        await sleep(delay, signal);
+        await abortableDelay(delay, signal);
       } catch {
         break;
       }

@@ -12,7 +12,7 @@ import type { RegistryCredentials } from './credentials.ts';
 import { MANIFEST_ACCEPT, MediaType } from './layouts.ts';
 import type { Descriptor, ImageManifest } from './layouts.ts';
 import type { OciReference } from './reference.ts';
-import { headerValue } from './transport.ts';
+import { abortableDelay, headerValue } from './transport.ts';
 import type { HttpResponse, Transport } from './transport.ts';
 import { sha256Hex } from './wasm-bytes.ts';
 
@@ -39,20 +39,6 @@ export interface RegistryClientOptions {
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 
-function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 interface Challenge {
   scheme: string;
@@ -232,7 +218,7 @@ export class RegistryClient {
         throw err;
       }
       this.#o.log.info({ url: this.#o.url, step: req.step, hop: req.url, attempt: i, status: res?.status, reason: err ? describeError(err) : undefined, retryInMs: wait }, 'registry request failed; retrying');
-      await delay(wait, this.#o.signal);
+      await abortableDelay(wait, this.#o.signal);
       wait *= 3;
     }
   }

@@ -189,3 +189,19 @@ function discard(res: Dispatcher.ResponseData): void {
   res.body.on('error', () => {});
   res.body.destroy();
 }
+
+/** Waits `ms`, rejecting with the signal's reason if it aborts first (retry backoff of fetches). */
+export function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
