@@ -118,6 +118,17 @@ export class HeaderMap {
     return copy;
   }
 
+  /** One string per name, repeated values joined with ", " (HTTP/1.1 trailers via node:http). */
+  toJoinedObject(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (let i = 0; i < this.names.length; i++) {
+      const k = this.names[i]!;
+      const prev = out[k];
+      out[k] = prev === undefined ? this.values[i]! : `${prev}, ${this.values[i]!}`;
+    }
+    return out;
+  }
+
   toObject(): Record<string, string | string[]> {
     const out: Record<string, string | string[]> = {};
     for (let i = 0; i < this.names.length; i++) {

@@ -484,11 +484,7 @@ class NodeCodec implements DownstreamCodec {
   }
 
   encodeTrailers(trailers: HeaderMap): void {
-    const out: Record<string, string> = {};
-    trailers.forEach((n, v) => {
-      out[n] = out[n] === undefined ? v : `${out[n]}, ${v}`;
-    });
-    this.#res.addTrailers(out);
+    this.#res.addTrailers(trailers.toJoinedObject());
     this.#end();
   }
 

@@ -354,11 +354,7 @@ function startH1Chunked(ep: Endpoint, headers: HeaderMap, handler: UpstreamRespo
     },
     end(trailers) {
       if (done) return;
-      if (trailers && trailers.size > 0) {
-        const t: Record<string, string> = {};
-        trailers.forEach((n, v) => (t[n] = t[n] === undefined ? v : `${t[n]}, ${v}`));
-        req.addTrailers(t);
-      }
+      if (trailers && trailers.size > 0) req.addTrailers(trailers.toJoinedObject());
       req.end();
     },
     abort() {
