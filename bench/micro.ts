@@ -149,7 +149,7 @@ function chainTask(factories: HttpFilterFactory[], check?: (fm: FilterManager) =
 for (const n of [0, 1, 4]) add('filter chain pass (request + response headers)', `${n} no-op filter${n === 1 ? '' : 's'}`, chainTask([...Array<HttpFilterFactory>(n).fill(noop), terminal]), BATCH);
 
 // ---------------------------------------------------------------- Lua and Wasm, through their runtimes
-async function extensionFactory(kind: 'lua' | 'wasm', spec: Record<string, unknown>): Promise<HttpFilterFactory & { engine?: string }> {
+async function extensionFactory(kind: 'lua' | 'wasm', spec: Record<string, unknown>, lua?: Record<string, unknown>): Promise<HttpFilterFactory & { engine?: string }> {
   if (kind === 'lua') await import('../src/lua/runtime.ts');
   else await import('../src/wasm/runtime.ts');
   const runtime = getRuntime(kind);
@@ -165,6 +165,7 @@ async function extensionFactory(kind: 'lua' | 'wasm', spec: Record<string, unkno
     clusters: [{ name: 'up', endpoints: ['127.0.0.1:9'] }],
     prometheus: null,
     readiness: null,
+    ...(lua ? { lua } : {}),
   });
   const services: WorkerServices = { workerId: 0, bootstrap, clusters: new Clusters([]), stats: new StatsStore(), secrets: [] };
   const loaded = await runtime.load(ext, services);
@@ -193,6 +194,22 @@ try {
   add(extGroup, `Lua parity (2 hooks, ${lua.engine ?? 'engine?'})`, task, BATCH);
 } catch (e) {
   note(extGroup, 'Lua parity (2 hooks)', (e as Error).message.slice(0, 120));
+}
+// Each engine explicitly, one copy and 16 stacked copies (16 scripts, 16 Lua states: the macro
+// suite's x16 cell), so the per-copy cost of the Lua filter shows apart from the chain's.
+for (const engine of ['luajit', 'wasm'] as const) {
+  for (const n of [1, 16]) {
+    const name = `Lua parity ${n === 1 ? '' : `x${n} `}(${engine === 'wasm' ? 'wasmoon' : engine}, explicit)`;
+    try {
+      const copies: HttpFilterFactory[] = [];
+      for (let i = 0; i < n; i++) copies.push(await extensionFactory('lua', { lua: { inlineCode: LUA_PARITY } }, { engine }));
+      const task = chainTask([...copies, terminal], parityCheck());
+      await task();
+      add(extGroup, name, task, BATCH);
+    } catch (e) {
+      note(extGroup, name, (e as Error).message.slice(0, 120));
+    }
+  }
 }
 try {
   if (!wasmPaths.parity) throw new Error('parity plugin not built');
