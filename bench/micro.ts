@@ -221,6 +221,18 @@ try {
   note(extGroup, 'Wasm parity (2 VM calls + host calls)', (e as Error).message.slice(0, 120));
 }
 try {
+  // 16 stacked copies, each its own TrafficExtension and VM (the macro suite's "x16" cell): the
+  // per-copy overhead is what the stacked target is about.
+  if (!wasmPaths.parity) throw new Error('parity plugin not built');
+  const copies: HttpFilterFactory[] = [];
+  for (let i = 0; i < 16; i++) copies.push(await extensionFactory('wasm', { wasm: { url: `file://${wasmPaths.parity}`, pluginName: 'parity', pluginConfig: { bench: 'micro' } } }));
+  const task = chainTask([...copies, terminal], parityCheck());
+  await task();
+  add(extGroup, 'Wasm parity x16 (16 VMs, 32 VM calls + host calls)', task, BATCH);
+} catch (e) {
+  note(extGroup, 'Wasm parity x16 (16 VMs, 32 VM calls + host calls)', (e as Error).message.slice(0, 120));
+}
+try {
   if (!wasmPaths.noop) throw new Error('noop plugin not built');
   const wasm = await extensionFactory('wasm', { wasm: { url: `file://${wasmPaths.noop}`, pluginName: 'noop', pluginConfig: { bench: 'micro' } } });
   const task = chainTask([wasm, terminal]);
