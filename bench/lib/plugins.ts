@@ -1,5 +1,6 @@
 /**
- * Builds the bench's AssemblyScript Proxy-Wasm plugins (bench/plugins/*.as) into bench/.build/.
+ * Builds the bench's AssemblyScript Proxy-Wasm plugins (bench/plugins/*.as) into bench/.build/
+ * (the SDK ones with @solo-io/proxy-runtime 0.1.8; parity against the ABI directly).
  * Sources carry the `.as` extension so the project's tsc (which includes bench/**\/*.ts) does not
  * type-check AssemblyScript; asc gets a `.ts` copy. Outputs are cached by source hash.
  */
@@ -17,17 +18,31 @@ export type PluginName = (typeof PLUGIN_NAMES)[number];
 
 const BUILD = join(BENCH, '.build');
 
+/**
+ * asc flags per plugin. The SDK plugins need the full runtime and the SDK's abort; parity is written
+ * against the ABI directly (no SDK, no GC: `--runtime none`) and must not import `env.abort`, which
+ * Envoy does not provide (`abort=` turns failed assertions into traps).
+ */
+const SDK_FLAGS = ['--use', 'abort=abort_proc_exit'];
+const FLAGS: Record<PluginName, string[]> = {
+  parity: ['--runtime', 'none', '--use', 'abort='],
+  coinflip: SDK_FLAGS,
+  bodyread: SDK_FLAGS,
+  noop: SDK_FLAGS,
+};
+
 async function buildOne(name: PluginName): Promise<string> {
   const src = join(BENCH, 'plugins', `${name}.as`);
   const text = await readFile(src);
-  const key = createHash('sha256').update(text).update('asc-0.14.9 --optimize').digest('hex').slice(0, 12);
+  const flags = [...FLAGS[name], '--optimize'];
+  const key = createHash('sha256').update(text).update(`asc-0.14.9 ${flags.join(' ')}`).digest('hex').slice(0, 12);
   const out = join(BUILD, `${name}-${key}.wasm`);
   if (existsSync(out)) return out;
   await mkdir(join(BUILD, 'src'), { recursive: true });
   const entry = join(BUILD, 'src', `${name}.ts`);
   await copyFile(src, entry);
   const tmp = `${out}.${process.pid}.tmp`;
-  await run(join(ROOT, 'node_modules/.bin/asc'), [entry, '-b', tmp, '--use', 'abort=abort_proc_exit', '--optimize'], { cwd: ROOT, timeout: 240_000 });
+  await run(join(ROOT, 'node_modules/.bin/asc'), [entry, '-b', tmp, ...flags], { cwd: ROOT, timeout: 240_000 });
   await rename(tmp, out);
   return out;
 }
