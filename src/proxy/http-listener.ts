@@ -9,29 +9,30 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import tls, { type TLSSocket } from 'node:tls';
 import type { X509Certificate } from 'node:crypto';
 import type { ListenerConfig } from '../config/types.ts';
 import { DataBuffer } from '../filters/data-buffer.ts';
 import { HeaderMap } from '../filters/header-map.ts';
-import { StreamInfo, type CertificateInfo, type DownstreamTls } from '../filters/stream-info.ts';
+import { StreamInfo, type Address, type CertificateInfo, type DownstreamTls } from '../filters/stream-info.ts';
 import type { HttpFilterFactory, RouteInfo } from '../filters/types.ts';
 import { logger } from '../observability/log.ts';
 import type { Counter, Gauge, StatsStore } from '../observability/stats.ts';
 import { FilterManager, type DownstreamCodec, type StreamContext } from './filter-manager.ts';
 import type { RouteTable } from './routes.ts';
 import { isHopByHop } from './upstream.ts';
+import { Http1ParseError, type Http1Head } from './http1/parser.ts';
+import { Http1ServerConnection, type Http1ServerStream, type Http1StreamHost } from './http1/server.ts';
 
 const log = logger('http');
 
 /** Called when a stream completes (access log, Istio metrics). */
 export type StreamObserver = (fm: FilterManager) => void;
 
-type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
+type AnyRequest = http2.Http2ServerRequest;
+type AnyResponse = http2.Http2ServerResponse;
 
 interface ListenerStats {
   rqTotal: Counter;
@@ -44,6 +45,11 @@ interface ListenerStats {
   cxTotal: Counter;
   cxActive: Gauge;
 }
+
+/** Idle keep-alive HTTP/1.1 connections close after this (node:http's former keepAliveTimeout). */
+const H1_IDLE_TIMEOUT_MS = 60_000;
+/** Envoy's max_request_headers_kb default (60 KiB); larger heads get 431. */
+const MAX_REQUEST_HEADER_BYTES = 60 * 1024;
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -59,16 +65,17 @@ function isExpectContinue(v: string): boolean {
   return v.length === 12 && v.toLowerCase() === '100-continue';
 }
 
-export class HttpListener implements StreamContext {
+export class HttpListener implements StreamContext, Http1StreamHost {
   readonly config: ListenerConfig;
   /** The current chain; replaced as a whole on reloads. */
   chain: readonly HttpFilterFactory[];
   routes: RouteTable | undefined;
   readonly bufferLimit: number;
   #server: net.Server | undefined;
-  #h1: http.Server;
-  #h2: http2.Http2Server | http2.Http2SecureServer;
+  #h2: http2.Http2Server;
   readonly #sockets = new Set<net.Socket>();
+  /** HTTP/1.1 connections (our own codec; see http1/server.ts). */
+  readonly #h1Connections = new Set<Http1ServerConnection>();
   readonly #stats: ListenerStats;
   readonly #observer: StreamObserver;
   #activeStreams = 0;
@@ -96,26 +103,9 @@ export class HttpListener implements StreamContext {
     };
     const onRequest = (req: AnyRequest, res: AnyResponse) => this.#onRequest(req, res);
     this.#tls = config.tls !== undefined;
-    this.#h1 = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, onRequest);
-    if (config.tls) {
-      const t = config.tls;
-      this.#h2 = http2.createSecureServer(
-        {
-          cert: readFileSync(t.certFile),
-          key: readFileSync(t.keyFile),
-          ca: t.caFile ? readFileSync(t.caFile) : undefined,
-          // With a CA, ask for client certificates (optional, as Envoy's validation context
-          // without require_client_certificate); validity is reported, not enforced.
-          requestCert: t.caFile !== undefined,
-          rejectUnauthorized: false,
-          ALPNProtocols: t.alpn,
-          allowHTTP1: t.alpn.includes('http/1.1'),
-        },
-        onRequest,
-      );
-    } else {
-      this.#h2 = http2.createServer({}, onRequest);
-    }
+    // HTTP/2 sessions run over sockets this listener accepts (cleartext after sniffing the preface,
+    // or TLS after ALPN chose h2); HTTP/1.x goes to our own codec (http1/server.ts).
+    this.#h2 = http2.createServer({}, onRequest);
     this.#h2.on('sessionError', (err) => log.debug({ err }, 'HTTP/2 session error'));
   }
 
@@ -152,11 +142,36 @@ export class HttpListener implements StreamContext {
       });
     };
     let server: net.Server;
-    if (this.#tls) {
-      server = this.#h2 as http2.Http2SecureServer;
-      server.on('secureConnection', onSocket);
+    const t = this.config.tls;
+    if (t) {
+      const h2 = this.#h2;
+      const h1Allowed = t.alpn.includes('http/1.1');
+      server = tls.createServer({
+        cert: readFileSync(t.certFile),
+        key: readFileSync(t.keyFile),
+        ca: t.caFile ? readFileSync(t.caFile) : undefined,
+        // With a CA, ask for client certificates (optional, as Envoy's validation context
+        // without require_client_certificate); validity is reported, not enforced.
+        requestCert: t.caFile !== undefined,
+        rejectUnauthorized: false,
+        ALPNProtocols: t.alpn,
+      });
+      server.on('secureConnection', (socket: TLSSocket) => {
+        onSocket(socket);
+        socket.setNoDelay(true);
+        if (socket.alpnProtocol === 'h2') {
+          h2.emit('connection', socket);
+        } else if (h1Allowed) {
+          const conn = this.#acceptHttp1(socket);
+          const servername = (socket as unknown as { servername?: string | false }).servername;
+          conn.sni = typeof servername === 'string' ? servername : '';
+          conn.tls = tlsFacts(socket);
+        } else {
+          socket.destroy();
+        }
+      });
+      server.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'));
     } else {
-      const h1 = this.#h1;
       const h2 = this.#h2;
       server = net.createServer({ noDelay: true }, (socket) => {
         onSocket(socket);
@@ -172,7 +187,7 @@ export class HttpListener implements StreamContext {
             // resuming here would flow the preface away to no listener.
             h2.emit('connection', socket);
           } else {
-            h1.emit('connection', socket);
+            this.#acceptHttp1(socket);
             socket.resume();
           }
         });
@@ -188,15 +203,101 @@ export class HttpListener implements StreamContext {
     });
   }
 
+  #acceptHttp1(socket: net.Socket): Http1ServerConnection {
+    const conn = new Http1ServerConnection(socket, this, { idleTimeoutMs: H1_IDLE_TIMEOUT_MS, maxHeaderBytes: MAX_REQUEST_HEADER_BYTES });
+    this.#h1Connections.add(conn);
+    if (this.#draining) conn.closeAfterResponse = true;
+    return conn;
+  }
+
+  onHttp1ConnectionClosed(conn: Http1ServerConnection): void {
+    this.#h1Connections.delete(conn);
+  }
+
+  /** Turns a parsed HTTP/1.x request into a filter-manager stream (Envoy's HCM header rules). */
+  startHttp1Stream(stream: Http1ServerStream, head: Http1Head): FilterManager | undefined {
+    const conn = stream.conn;
+    const si = new StreamInfo();
+    si.protocol = head.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
+    si.listenerName = this.config.name;
+    si.direction = this.config.direction;
+    si.downstreamRemoteAddress = conn.remote;
+    si.downstreamDirectRemoteAddress = conn.remote;
+    si.downstreamLocalAddress = conn.local;
+    if (this.#tls) {
+      si.requestedServerName = conn.sni;
+      si.downstreamTls = conn.tls;
+    }
+    if (this.#draining) conn.closeAfterResponse = true;
+    const scheme = this.#tls ? 'https' : 'http';
+    const headers = new HeaderMap();
+    const hn = headers.names;
+    const hv = headers.values;
+    hn.push(':authority', ':path', ':method', ':scheme');
+    let authority: string | undefined;
+    let path = head.target;
+    const names = head.names;
+    const values = head.values;
+    hv.push('', path, head.method, scheme);
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i]!;
+      if (n === 'host') {
+        authority ??= values[i]!;
+        continue;
+      }
+      if (isHopByHop(n) && !(n === 'te' && values[i] === 'trailers')) continue;
+      if (n === 'expect' && isExpectContinue(values[i]!)) continue;
+      hn.push(n);
+      hv.push(values[i]!);
+    }
+    if (path.charCodeAt(0) !== 47 /* '/' */) {
+      // Absolute-form request target (a client using the proxy as its HTTP proxy): Envoy's
+      // allow_absolute_url (default on) takes :authority and :path from the URL.
+      const m = ABSOLUTE_URL.exec(path);
+      if (m) {
+        authority = m[1]!;
+        const rest = m[2]!;
+        path = rest === '' ? '/' : rest.charCodeAt(0) === 63 /* '?' */ ? '/' + rest : rest;
+        hv[1] = path;
+      }
+    }
+    if (authority === undefined) {
+      if (head.versionMinor === 1) throw new Http1ParseError('missing host header');
+      authority = '';
+    }
+    hv[0] = authority;
+    return this.#startStream(headers, si, conn.remote, stream, scheme, head.bodyless);
+  }
+
+  /** Connection-manager header rules, then the filter manager; shared by both codecs. */
+  #startStream(headers: HeaderMap, si: StreamInfo, remote: Address, codec: DownstreamCodec & { fm: FilterManager | undefined }, scheme: string, endStream: boolean): FilterManager {
+    const xff = headers.get('x-forwarded-for');
+    headers.set('x-forwarded-for', xff ? `${xff}, ${remote.address}` : remote.address);
+    if (this.config.direction === 'gateway' || !headers.has('x-forwarded-proto')) headers.set('x-forwarded-proto', scheme);
+    let rid = headers.get('x-request-id');
+    if (!rid) {
+      rid = randomUUID();
+      headers.add('x-request-id', rid);
+    }
+    si.requestId = rid;
+    const fm = new FilterManager(this, codec, si, this.chain);
+    codec.fm = fm;
+    this.#activeStreams++;
+    this.#stats.rqTotal.inc();
+    this.#stats.rqActive.add(1);
+    fm.decodeHeaders(headers, endStream);
+    return fm;
+  }
+
+  /** An HTTP/2 request (node:http2's compatibility API). */
   #onRequest(req: AnyRequest, res: AnyResponse): void {
     if (this.#draining) {
-      // Envoy's drain: tell HTTP/1.1 clients to close; HTTP/2 sessions get GOAWAY at close().
+      // Envoy's drain: HTTP/2 sessions get GOAWAY at close().
       res.setHeader('connection', 'close');
     }
-    const isH2 = req.httpVersionMajor === 2;
     const socket = req.socket as net.Socket;
     const si = new StreamInfo();
-    si.protocol = isH2 ? 'HTTP/2' : req.httpVersionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
+    si.protocol = 'HTTP/2';
     si.listenerName = this.config.name;
     si.direction = this.config.direction;
     const remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
@@ -212,85 +313,37 @@ export class HttpListener implements StreamContext {
 
     const headers = new HeaderMap();
     const scheme = this.#tls ? 'https' : 'http';
-    if (isH2) {
-      const raw = req.rawHeaders;
-      let host: string | undefined;
-      let cookie: string | undefined;
-      for (let i = 0; i < raw.length; i += 2) {
-        const n = raw[i]!.toLowerCase();
-        if (isHopByHop(n) && !(n === 'te' && raw[i + 1] === 'trailers')) continue;
-        if (n === 'expect' && isExpectContinue(raw[i + 1]!)) continue;
-        if (n === 'host') {
-          // The authority travels as :authority; a Host header stands in when it is absent
-          // (RFC 9113 §8.3.1), as HTTP/1.1's Host does.
-          host ??= raw[i + 1]!;
-          continue;
-        }
-        if (n === 'cookie') {
-          // HTTP/2 may split cookies into crumbs; they are joined with "; " into one header
-          // (RFC 9113 §8.2.3, as Envoy does), so an HTTP/1.1 upstream gets a single Cookie.
-          cookie = cookie === undefined ? raw[i + 1]! : `${cookie}; ${raw[i + 1]!}`;
-          continue;
-        }
-        headers.add(n, raw[i + 1]!);
+    const raw = req.rawHeaders;
+    let host: string | undefined;
+    let cookie: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!.toLowerCase();
+      if (isHopByHop(n) && !(n === 'te' && raw[i + 1] === 'trailers')) continue;
+      if (n === 'expect' && isExpectContinue(raw[i + 1]!)) continue;
+      if (n === 'host') {
+        // The authority travels as :authority; a Host header stands in when it is absent
+        // (RFC 9113 §8.3.1), as HTTP/1.1's Host does.
+        host ??= raw[i + 1]!;
+        continue;
       }
-      if (host !== undefined && !headers.has(':authority')) headers.add(':authority', host);
-      if (cookie !== undefined) headers.add('cookie', cookie);
-      if (!headers.has(':scheme')) headers.add(':scheme', scheme);
-    } else {
-      headers.names.push(':authority', ':path', ':method', ':scheme');
-      let authority = req.headers.host ?? '';
-      let path = req.url ?? '/';
-      if (path.charCodeAt(0) !== 47 /* '/' */) {
-        // Absolute-form request target (a client using the proxy as its HTTP proxy): Envoy's
-        // allow_absolute_url (default on) takes :authority and :path from the URL.
-        const m = ABSOLUTE_URL.exec(path);
-        if (m) {
-          authority = m[1]!;
-          const rest = m[2]!;
-          path = rest === '' ? '/' : rest.charCodeAt(0) === 63 /* '?' */ ? '/' + rest : rest;
-        }
+      if (n === 'cookie') {
+        // HTTP/2 may split cookies into crumbs; they are joined with "; " into one header
+        // (RFC 9113 §8.2.3, as Envoy does), so an HTTP/1.1 upstream gets a single Cookie.
+        cookie = cookie === undefined ? raw[i + 1]! : `${cookie}; ${raw[i + 1]!}`;
+        continue;
       }
-      headers.values.push(authority, path, req.method ?? 'GET', scheme);
-      const raw = req.rawHeaders;
-      for (let i = 0; i < raw.length; i += 2) {
-        const n = raw[i]!.toLowerCase();
-        if (n === 'host' || (isHopByHop(n) && !(n === 'te' && raw[i + 1] === 'trailers'))) continue;
-        if (n === 'expect' && isExpectContinue(raw[i + 1]!)) continue;
-        headers.names.push(n);
-        headers.values.push(raw[i + 1]!);
-      }
+      headers.add(n, raw[i + 1]!);
     }
-    // Connection manager header rules (Envoy HCM with use_remote_address).
-    const xff = headers.get('x-forwarded-for');
-    headers.set('x-forwarded-for', xff ? `${xff}, ${remote.address}` : remote.address);
-    if (!headers.has('x-forwarded-proto') || this.config.direction === 'gateway') headers.set('x-forwarded-proto', scheme);
-    let rid = headers.get('x-request-id');
-    if (!rid) {
-      rid = randomUUID();
-      headers.add('x-request-id', rid);
-    }
-    si.requestId = rid;
+    if (host !== undefined && !headers.has(':authority')) headers.add(':authority', host);
+    if (cookie !== undefined) headers.add('cookie', cookie);
+    if (!headers.has(':scheme')) headers.add(':scheme', scheme);
 
-    let endStream: boolean;
-    if (isH2) {
-      endStream = (req as http2.Http2ServerRequest).stream.endAfterHeaders;
-    } else {
-      const h = (req as http.IncomingMessage).headers;
-      endStream = h['transfer-encoding'] === undefined && (h['content-length'] === undefined || h['content-length'] === '0');
-    }
-
-    const codec = new NodeCodec(req, res, isH2);
-    const fm = new FilterManager(this, codec, si, this.chain);
-    codec.fm = fm;
-    this.#activeStreams++;
-    this.#stats.rqTotal.inc();
-    this.#stats.rqActive.add(1);
-
+    const endStream = (req as http2.Http2ServerRequest).stream.endAfterHeaders;
+    const codec = new NodeCodec(req, res);
     res.on('close', () => {
-      if (!codec.finished) fm.onDownstreamReset();
+      if (!codec.finished) codec.fm?.onDownstreamReset();
     });
-    fm.decodeHeaders(headers, endStream);
+    const fm = this.#startStream(headers, si, remote, codec, scheme, endStream);
     if (endStream) {
       // Node still emits 'end' on an empty body; nothing to forward.
       req.resume();
@@ -306,8 +359,8 @@ export class HttpListener implements StreamContext {
       }
       if (hasTrailers) {
         const tm = new HeaderMap();
-        const raw = req.rawTrailers;
-        for (let i = 0; i < raw.length; i += 2) tm.add(raw[i]!, raw[i + 1]!);
+        const rawT = req.rawTrailers;
+        for (let i = 0; i < rawT.length; i += 2) tm.add(rawT[i]!, rawT[i + 1]!);
         fm.decodeTrailers(tm);
       } else {
         fm.decodeData(new DataBuffer(), true);
@@ -325,13 +378,9 @@ export class HttpListener implements StreamContext {
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;
     this.#server?.close();
-    for (const s of this.#sockets) {
-      // Idle keep-alive HTTP/1.1 connections can close now; busy ones close after their response.
-      const anyS = s as net.Socket & { _httpMessage?: unknown };
-      if (!anyS._httpMessage && !(s as unknown as { alpnProtocol?: string }).alpnProtocol) s.end();
-    }
+    // Idle keep-alive HTTP/1.1 connections close now; busy ones after their response.
+    for (const c of this.#h1Connections) c.drain();
     (this.#h2 as http2.Http2Server).close?.();
-    this.#h1.closeIdleConnections?.();
     if (this.#activeStreams === 0) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, timeoutMs);
@@ -353,7 +402,6 @@ export class HttpListener implements StreamContext {
     const server = this.#server;
     for (const s of this.#sockets) s.destroy();
     if (server) await new Promise<void>((r) => server.close(() => r()));
-    this.#h1.close();
     (this.#h2 as http2.Http2Server).close?.();
   }
 }
@@ -412,18 +460,16 @@ function tlsFacts(tls: TLSSocket): DownstreamTls {
   };
 }
 
-/** The downstream side of one stream over node:http / node:http2's compatibility API. */
+/** The downstream side of one HTTP/2 stream over node:http2's compatibility API. */
 class NodeCodec implements DownstreamCodec {
   fm: FilterManager | undefined;
   finished = false;
-  readonly #req: AnyRequest;
-  readonly #res: AnyResponse;
-  readonly #h2: boolean;
+  readonly #req: http2.Http2ServerRequest;
+  readonly #res: http2.Http2ServerResponse;
   #drainHooked = false;
-  constructor(req: AnyRequest, res: AnyResponse, h2: boolean) {
-    this.#req = req;
-    this.#res = res;
-    this.#h2 = h2;
+  constructor(req: AnyRequest, res: AnyResponse) {
+    this.#req = req as http2.Http2ServerRequest;
+    this.#res = res as http2.Http2ServerResponse;
   }
 
   encodeHeaders(headers: HeaderMap, endStream: boolean): void {
@@ -431,36 +477,20 @@ class NodeCodec implements DownstreamCodec {
     const status = Number(headers.get(':status')) || 200;
     const names = headers.names;
     const values = headers.values;
-    if (this.#h2) {
-      const out: Record<string, string | string[]> = {};
-      for (let i = 0; i < names.length; i++) {
-        const n = names[i]!;
-        if (n.charCodeAt(0) === 58 || isHopByHop(n)) continue;
-        const prev = out[n];
-        if (prev === undefined) out[n] = values[i]!;
-        else if (Array.isArray(prev)) prev.push(values[i]!);
-        else out[n] = [prev, values[i]!];
-      }
-      (res as http2.Http2ServerResponse).writeHead(status, out);
-      if (this.fm?.streamInfo.drainConnectionUponCompletion) {
-        // Envoy sends GOAWAY after this stream: the session finishes open streams, then closes.
-        const session = (res as http2.Http2ServerResponse).stream.session;
-        res.once('finish', () => session?.close());
-      }
-    } else {
-      const flat: string[] = [];
-      for (let i = 0; i < names.length; i++) {
-        const n = names[i]!;
-        if (n.charCodeAt(0) === 58 || isHopByHop(n)) continue;
-        flat.push(n, values[i]!);
-      }
-      const r = res as http.ServerResponse;
-      // A response sent before the whole request arrived: close the connection after it (as Envoy).
-      const si = this.fm?.streamInfo;
-      if (this.fm !== undefined && !this.fm.decoder.endReceived) r.shouldKeepAlive = false;
-      if (si?.drainConnectionUponCompletion) r.shouldKeepAlive = false;
-      if (si?.http1ReasonPhrase !== undefined) r.writeHead(status, si.http1ReasonPhrase, flat);
-      else r.writeHead(status, flat);
+    const out: Record<string, string | string[]> = {};
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i]!;
+      if (n.charCodeAt(0) === 58 || isHopByHop(n)) continue;
+      const prev = out[n];
+      if (prev === undefined) out[n] = values[i]!;
+      else if (Array.isArray(prev)) prev.push(values[i]!);
+      else out[n] = [prev, values[i]!];
+    }
+    res.writeHead(status, out);
+    if (this.fm?.streamInfo.drainConnectionUponCompletion) {
+      // Envoy sends GOAWAY after this stream: the session finishes open streams, then closes.
+      const session = res.stream.session;
+      res.once('finish', () => session?.close());
     }
     if (endStream) this.#end();
   }
@@ -468,7 +498,7 @@ class NodeCodec implements DownstreamCodec {
   encodeData(data: DataBuffer, endStream: boolean): boolean {
     const res = this.#res;
     let ok = true;
-    for (const c of data.chunks()) ok = (res as http.ServerResponse).write(c);
+    for (const c of data.chunks()) ok = res.write(c);
     if (endStream) {
       this.#end();
       return true;
@@ -490,17 +520,13 @@ class NodeCodec implements DownstreamCodec {
 
   #end(): void {
     this.finished = true;
-    (this.#res as http.ServerResponse).end();
+    this.#res.end();
   }
 
   resetStream(): void {
     this.finished = true;
-    if (this.#h2) {
-      const stream = (this.#res as http2.Http2ServerResponse).stream;
-      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-    } else {
-      this.#req.socket.destroy();
-    }
+    const stream = this.#res.stream;
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   }
 
   readDisable(disable: boolean): void {

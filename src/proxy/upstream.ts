@@ -1,14 +1,11 @@
 /**
- * Upstream clusters and their connection pools: round-robin endpoint choice, undici pools for
- * HTTP/1.1 (its low-level dispatch() API: the fastest measured from Node) and node:http2 sessions
- * for HTTP/2 (undici cannot send request trailers, which gRPC-style traffic needs).
+ * Upstream clusters and their connection pools: round-robin endpoint choice, our own HTTP/1.1
+ * keep-alive pools (http1/client.ts) and node:http2 sessions for HTTP/2.
  */
-import http from 'node:http';
 import http2 from 'node:http2';
-import https from 'node:https';
 import { readFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { Http1Pool } from './http1/client.ts';
+import { HOP_BY_HOP } from './http1/wire.ts';
 import type { ClusterConfig, EndpointConfig } from '../config/types.ts';
 import { DataBuffer } from '../filters/data-buffer.ts';
 import { HeaderMap } from '../filters/header-map.ts';
@@ -53,9 +50,6 @@ export interface UpstreamRequest {
   readonly endpoint: EndpointConfig;
 }
 
-/** Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1, as Envoy strips them). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings']);
-
 export function isHopByHop(name: string): boolean {
   return HOP_BY_HOP.has(name);
 }
@@ -65,72 +59,31 @@ function endpointOrigin(ep: EndpointConfig, tls: boolean): string {
   return `${tls ? 'https' : 'http'}://${host}:${ep.port}`;
 }
 
-/** A request body fed by the filter chain, read by undici with backpressure. */
-class BodyStream extends Readable {
-  drainCb: (() => void) | undefined;
-  constructor() {
-    super({ highWaterMark: 64 * 1024 });
-  }
-  override _read(): void {
-    this.drainCb?.();
-  }
-}
-
-const CONNECT_FAILURES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENOTFOUND', 'EADDRNOTAVAIL', 'ENETUNREACH', 'EAI_AGAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED', 'SELF_SIGNED_CERT_IN_CHAIN']);
-
-function classifyUndiciError(err: unknown): UpstreamFailure {
-  const code = (err as { code?: string }).code ?? '';
-  if (CONNECT_FAILURES.has(code) || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL')) return 'connection_failure';
-  if (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || (err as Error).name === 'HTTPParserError') return 'protocol_error';
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'timeout';
-  return 'connection_termination';
-}
-
 class Endpoint {
   readonly config: EndpointConfig;
   readonly cluster: Cluster;
-  #pool: Pool | undefined;
+  #h1: Http1Pool | undefined;
   #h2: http2.ClientHttp2Session | undefined;
-  #agent: http.Agent | undefined;
   constructor(cluster: Cluster, config: EndpointConfig) {
     this.cluster = cluster;
     this.config = config;
   }
 
-  pool(): Pool {
-    if (!this.#pool) {
+  h1Pool(): Http1Pool {
+    if (this.#h1 === undefined) {
       const c = this.cluster.config;
-      this.#pool = new Pool(endpointOrigin(this.config, !!c.tls), {
-        connections: c.maxConnections,
-        connectTimeout: c.connectTimeoutMs,
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        pipelining: 1,
-        connect: c.tls
-          ? {
-              rejectUnauthorized: !c.tls.insecureSkipVerify,
-              servername: c.tls.sni,
-              ca: c.tls.caFile ? readFileSync(c.tls.caFile) : undefined,
-            }
+      this.#h1 = new Http1Pool({
+        endpoint: this.config,
+        host: this.config.address,
+        port: this.config.port,
+        maxConnections: c.maxConnections,
+        connectTimeoutMs: c.connectTimeoutMs,
+        tls: c.tls
+          ? { rejectUnauthorized: !c.tls.insecureSkipVerify, servername: c.tls.sni, ca: c.tls.caFile ? readFileSync(c.tls.caFile) : undefined }
           : undefined,
       });
     }
-    return this.#pool;
-  }
-
-  /**
-   * node:http keep-alive agent for chunked request bodies: undici always ends a chunked body with
-   * an empty trailer section, so requests that may carry trailers go through node:http instead.
-   */
-  chunkedAgent(): http.Agent {
-    if (!this.#agent) {
-      const c = this.cluster.config;
-      const opts = { keepAlive: true, maxSockets: c.maxConnections };
-      this.#agent = c.tls
-        ? new https.Agent({ ...opts, rejectUnauthorized: !c.tls.insecureSkipVerify, servername: c.tls.sni, ca: c.tls.caFile ? readFileSync(c.tls.caFile) : undefined })
-        : new http.Agent(opts);
-    }
-    return this.#agent;
+    return this.#h1;
   }
 
   h2Session(): http2.ClientHttp2Session {
@@ -153,14 +106,12 @@ class Endpoint {
   }
 
   async close(): Promise<void> {
-    const p = this.#pool;
-    this.#pool = undefined;
+    const p = this.#h1;
+    this.#h1 = undefined;
     const s = this.#h2;
     this.#h2 = undefined;
     s?.close();
-    this.#agent?.destroy();
-    this.#agent = undefined;
-    if (p) await p.destroy().catch(() => {});
+    p?.close();
   }
 }
 
@@ -184,223 +135,6 @@ export class Cluster {
   async close(): Promise<void> {
     await Promise.all(this.endpoints.map((e) => e.close()));
   }
-}
-
-/** Starts an HTTP/1.1 request through undici's dispatch(). */
-function startH1(ep: Endpoint, headers: HeaderMap, endStream: boolean, handler: UpstreamResponseHandler): UpstreamRequest {
-  const flat: string[] = [];
-  let method = 'GET';
-  let path = '/';
-  let authority: string | undefined;
-  const names = headers.names;
-  const values = headers.values;
-  for (let i = 0; i < names.length; i++) {
-    const n = names[i]!;
-    if (n.charCodeAt(0) === 58) {
-      if (n === ':method') method = values[i]!;
-      else if (n === ':path') path = values[i]!;
-      else if (n === ':authority') authority = values[i]!;
-      continue;
-    }
-    if (n === 'host') {
-      if (authority === undefined) authority = values[i]!;
-      continue;
-    }
-    // `te: trailers` is the one TE value Envoy forwards (its HCM strips every other directive).
-    if (HOP_BY_HOP.has(n) && !(n === 'te' && values[i] === 'trailers')) continue;
-    flat.push(n, values[i]!);
-  }
-  if (authority !== undefined) flat.push('host', authority);
-  const body = endStream ? null : new BodyStream();
-  let started = false;
-  let controller: Dispatcher.DispatchController | undefined;
-  let paused = false;
-  let done = false;
-  const req: UpstreamRequest = {
-    endpoint: ep.config,
-    onDrain: undefined,
-    write(data) {
-      if (!body || done) return true;
-      let ok = true;
-      for (const c of data.chunks()) ok = body.push(c);
-      return ok;
-    },
-    end() {
-      // HTTP/1.1 request trailers cannot be sent through undici; they are dropped (documented).
-      if (body && !done) body.push(null);
-    },
-    abort() {
-      if (done) return;
-      done = true;
-      controller?.abort(new MeshextError('MESHEXT_ERR_ABORTED', 'aborted by the proxy'));
-      body?.destroy();
-    },
-    setResponsePaused(p) {
-      paused = p;
-      if (!controller) return;
-      if (p) controller.pause();
-      else controller.resume();
-    },
-  };
-  if (body) body.drainCb = () => req.onDrain?.();
-  const dispatchHandler: Dispatcher.DispatchHandler = {
-    onRequestStart(c) {
-      controller = c;
-      if (paused) c.pause();
-    },
-    onResponseStart(_c, statusCode, resHeaders) {
-      if (statusCode < 200) return; // 1xx informational responses are not forwarded
-      started = true;
-      const h = new HeaderMap();
-      h.names.push(':status');
-      h.values.push(String(statusCode));
-      for (const k in resHeaders) {
-        const v = resHeaders[k];
-        if (HOP_BY_HOP.has(k)) continue;
-        if (Array.isArray(v)) for (const x of v) h.add(k, x);
-        else if (v !== undefined) h.add(k, v);
-      }
-      handler.onHeaders(h, false);
-    },
-    onResponseData(_c, chunk) {
-      handler.onData(new DataBuffer(chunk), false);
-    },
-    onResponseEnd(_c, trailers) {
-      done = true;
-      let hasTrailers = false;
-      for (const _ in trailers) {
-        hasTrailers = true;
-        break;
-      }
-      if (hasTrailers) {
-        const t = new HeaderMap();
-        for (const k in trailers) {
-          const v = trailers[k];
-          if (Array.isArray(v)) for (const x of v) t.add(k, x);
-          else if (v !== undefined) t.add(k, v);
-        }
-        handler.onData(new DataBuffer(), false);
-        handler.onTrailers(t);
-      } else {
-        handler.onData(new DataBuffer(), true);
-      }
-    },
-    onResponseError(_c, err) {
-      if (done) return;
-      done = true;
-      body?.destroy();
-      handler.onFailure(classifyUndiciError(err), err, started);
-    },
-  };
-  ep.pool().dispatch({ path, method, headers: flat, body, blocking: method !== 'HEAD', idempotent: false }, dispatchHandler);
-  return req;
-}
-
-/**
- * Starts an HTTP/1.1 request with a chunked body through node:http, which can write request
- * trailers (undici cannot). Used only for bodies of unknown length, so the common paths stay on
- * undici's faster dispatch().
- */
-function startH1Chunked(ep: Endpoint, headers: HeaderMap, handler: UpstreamResponseHandler, tls: boolean): UpstreamRequest {
-  const out: Record<string, string | string[]> = {};
-  let method = 'GET';
-  let path = '/';
-  const names = headers.names;
-  const values = headers.values;
-  for (let i = 0; i < names.length; i++) {
-    const n = names[i]!;
-    if (n.charCodeAt(0) === 58) {
-      if (n === ':method') method = values[i]!;
-      else if (n === ':path') path = values[i]!;
-      else if (n === ':authority') out.host = values[i]!;
-      continue;
-    }
-    if (n === 'host') {
-      out.host ??= values[i]!;
-      continue;
-    }
-    if (HOP_BY_HOP.has(n) && !(n === 'te' && values[i] === 'trailers')) continue;
-    const prev = out[n];
-    if (prev === undefined) out[n] = values[i]!;
-    else if (Array.isArray(prev)) prev.push(values[i]!);
-    else out[n] = [prev, values[i]!];
-  }
-  let started = false;
-  let done = false;
-  let response: http.IncomingMessage | undefined;
-  let paused = false;
-  const fail = (reason: UpstreamFailure, err: unknown) => {
-    if (done) return;
-    done = true;
-    handler.onFailure(reason, err, started);
-  };
-  const req = (tls ? https : http).request({
-    host: ep.config.address,
-    port: ep.config.port,
-    method,
-    path,
-    headers: out,
-    agent: ep.chunkedAgent(),
-    setHost: false,
-  });
-  const upstream: UpstreamRequest = {
-    endpoint: ep.config,
-    onDrain: undefined,
-    write(data) {
-      if (done) return true;
-      let ok = true;
-      for (const c of data.chunks()) ok = req.write(c);
-      return ok;
-    },
-    end(trailers) {
-      if (done) return;
-      if (trailers && trailers.size > 0) req.addTrailers(trailers.toJoinedObject());
-      req.end();
-    },
-    abort() {
-      if (done) return;
-      done = true;
-      req.destroy();
-    },
-    setResponsePaused(p) {
-      paused = p;
-      if (p) response?.pause();
-      else response?.resume();
-    },
-  };
-  req.on('drain', () => upstream.onDrain?.());
-  req.on('response', (res) => {
-    response = res;
-    started = true;
-    const h = new HeaderMap();
-    h.add(':status', String(res.statusCode ?? 502));
-    const raw = res.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) {
-      const n = raw[i]!.toLowerCase();
-      if (!HOP_BY_HOP.has(n)) h.add(n, raw[i + 1]!);
-    }
-    handler.onHeaders(h, false);
-    if (paused) res.pause();
-    res.on('data', (chunk: Buffer) => {
-      if (!done) handler.onData(new DataBuffer(chunk), false);
-    });
-    res.on('end', () => {
-      if (done) return;
-      done = true;
-      const rt = res.rawTrailers;
-      if (rt.length > 0) {
-        const t = new HeaderMap();
-        for (let i = 0; i < rt.length; i += 2) t.add(rt[i]!.toLowerCase(), rt[i + 1]!);
-        handler.onData(new DataBuffer(), false);
-        handler.onTrailers(t);
-      } else {
-        handler.onData(new DataBuffer(), true);
-      }
-    });
-    res.on('error', (err) => fail('remote_reset', err));
-  });
-  req.on('error', (err: Error & { code?: string }) => fail(started ? 'remote_reset' : classifyUndiciError(err), err));
-  return upstream;
 }
 
 /** Starts an HTTP/2 request on the endpoint's shared session. */
@@ -544,9 +278,7 @@ export class Clusters implements ClusterManager {
   /** Starts a streaming request on a chosen endpoint of `cluster`. */
   startRequest(cluster: Cluster, endpoint: Endpoint, headers: HeaderMap, endStream: boolean, handler: UpstreamResponseHandler): UpstreamRequest {
     if (cluster.config.protocol === 'HTTP2') return startH2(endpoint, headers, endStream, handler, !!cluster.config.tls);
-    // A body of unknown length may end with trailers: only node:http can forward those.
-    if (!endStream && !headers.has('content-length')) return startH1Chunked(endpoint, headers, handler, !!cluster.config.tls);
-    return startH1(endpoint, headers, endStream, handler);
+    return endpoint.h1Pool().request(headers, endStream, handler);
   }
 
   /** A buffered callout (Proxy-Wasm http_call, Lua httpCall). */

@@ -1,0 +1,469 @@
+/**
+ * Upstream HTTP/1.1: a keep-alive connection pool per endpoint and one exchange per request,
+ * written and parsed with our own codec (Envoy's ClientConnection + HTTP/1 conn pool).
+ *
+ * Replaces undici dispatch() and node:http's Agent on the request path: both cost more in their
+ * object/stream layers than the whole rest of a proxied request (see parser.ts), and neither could
+ * do everything a proxy needs (undici cannot send request trailers).
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import type { EndpointConfig } from '../../config/types.ts';
+import { DataBuffer } from '../../filters/data-buffer.ts';
+import { HeaderMap } from '../../filters/header-map.ts';
+import { Http1ParseError, Http1Parser, type Http1Events, type Http1Head } from './parser.ts';
+import { HOP_BY_HOP, serializeHeaders, serializeTrailers, writeFramed } from './wire.ts';
+
+/** Why an exchange failed, in Envoy's terms (the router maps these to local replies and flags). */
+export type Http1Failure = 'connection_failure' | 'connection_termination' | 'protocol_error';
+
+export interface Http1ResponseHandler {
+  onHeaders(headers: HeaderMap, endStream: boolean): void;
+  onData(data: DataBuffer, endStream: boolean): void;
+  onTrailers(trailers: HeaderMap): void;
+  onFailure(reason: Http1Failure, err: unknown, responseStarted: boolean): void;
+}
+
+export interface Http1PoolOptions {
+  /** The endpoint this pool connects to (reported on each exchange). */
+  endpoint: EndpointConfig;
+  host: string;
+  port: number;
+  maxConnections: number;
+  connectTimeoutMs: number;
+  tls?: { servername?: string; ca?: Buffer; rejectUnauthorized: boolean };
+}
+
+/** Idle keep-alive connections close after this unless the upstream's Keep-Alive hint is shorter. */
+const DEFAULT_IDLE_MS = 4_000;
+/** Methods whose request without a body gets `content-length: 0` (as undici and node:http). */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+/** Requests safe to send again when a reused connection turns out to be closed (RFC 9110 §9.2.2). */
+const RETRY_SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
+const EMPTY: readonly Buffer[] = [];
+
+export class Http1ConnectError extends Error {
+  readonly code: string;
+  constructor(message: string, code: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'Http1ConnectError';
+    this.code = code;
+  }
+}
+
+export class Http1Pool {
+  readonly options: Http1PoolOptions;
+  readonly #idle: Http1ClientConnection[] = [];
+  readonly #waiting: Http1Exchange[] = [];
+  #open = 0;
+  #closed = false;
+
+  constructor(options: Http1PoolOptions) {
+    this.options = options;
+  }
+
+  /** Connections open (busy and idle). */
+  get size(): number {
+    return this.#open;
+  }
+
+  /** Starts a request; the response arrives on `handler`. */
+  request(headers: HeaderMap, endStream: boolean, handler: Http1ResponseHandler): Http1Exchange {
+    const ex = new Http1Exchange(this, headers, endStream, handler);
+    this.#dispatch(ex);
+    return ex;
+  }
+
+  #dispatch(ex: Http1Exchange): void {
+    if (this.#closed) {
+      queueMicrotask(() => ex.fail('connection_failure', new Http1ConnectError('connection pool closed', 'MESHEXT_ERR_POOL_CLOSED'), false));
+      return;
+    }
+    const conn = this.#idle.pop();
+    if (conn !== undefined) {
+      conn.assign(ex, true);
+    } else if (this.#open < this.options.maxConnections) {
+      this.#open++;
+      new Http1ClientConnection(this).assign(ex, false);
+    } else {
+      this.#waiting.push(ex);
+    }
+  }
+
+  /** Sends `ex` again on a fresh connection (its reused connection was already closed). */
+  retry(ex: Http1Exchange): void {
+    this.#dispatch(ex);
+  }
+
+  /** Removes a queued exchange (aborted before it got a connection). */
+  dequeue(ex: Http1Exchange): void {
+    const i = this.#waiting.indexOf(ex);
+    if (i >= 0) this.#waiting.splice(i, 1);
+  }
+
+  /** A connection finished an exchange and may carry another. */
+  release(conn: Http1ClientConnection): void {
+    const next = this.#waiting.shift();
+    if (next !== undefined) {
+      conn.assign(next, true);
+      return;
+    }
+    if (this.#closed) {
+      conn.socket.destroy();
+      return;
+    }
+    conn.idle();
+    this.#idle.push(conn);
+  }
+
+  /** A connection closed (idle or busy). */
+  closed(conn: Http1ClientConnection): void {
+    this.#open--;
+    const i = this.#idle.indexOf(conn);
+    if (i >= 0) this.#idle.splice(i, 1);
+    // Queued requests get a new connection in its place.
+    const next = this.#waiting.shift();
+    if (next !== undefined) this.#dispatch(next);
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const c of this.#idle.splice(0)) c.socket.destroy();
+    for (const ex of this.#waiting.splice(0)) ex.fail('connection_failure', new Http1ConnectError('connection pool closed', 'MESHEXT_ERR_POOL_CLOSED'), false);
+  }
+}
+
+class Http1ClientConnection implements Http1Events {
+  readonly pool: Http1Pool;
+  readonly socket: net.Socket;
+  readonly parser: Http1Parser;
+  exchange: Http1Exchange | undefined;
+  connected = false;
+  #idleMs = DEFAULT_IDLE_MS;
+  #error: unknown;
+
+  constructor(pool: Http1Pool) {
+    this.pool = pool;
+    const o = pool.options;
+    this.parser = new Http1Parser(false, this);
+    const socket = o.tls
+      ? tls.connect({
+          host: o.host,
+          port: o.port,
+          servername: o.tls.servername ?? (net.isIP(o.host) ? undefined : o.host),
+          ca: o.tls.ca,
+          rejectUnauthorized: o.tls.rejectUnauthorized,
+          ALPNProtocols: ['http/1.1'],
+        })
+      : net.connect({ host: o.host, port: o.port, noDelay: true });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.once(o.tls ? 'secureConnect' : 'connect', () => {
+      this.connected = true;
+      socket.setTimeout(0);
+    });
+    socket.setTimeout(o.connectTimeoutMs, () => {
+      if (!this.connected) socket.destroy(new Http1ConnectError(`connect timeout after ${o.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT'));
+      else if (this.exchange === undefined) socket.destroy(); // idle too long
+    });
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (err) => {
+      this.#error ??= err;
+    });
+    socket.on('end', () => {
+      // The upstream half-closed: a close-delimited body ends here; otherwise wait for 'close'.
+      if (this.exchange !== undefined && this.parser.readingUntilClose) this.parser.finish();
+      socket.end();
+    });
+    socket.on('close', () => this.#onClose());
+  }
+
+  assign(ex: Http1Exchange, reused: boolean): void {
+    this.exchange = ex;
+    this.socket.ref();
+    if (this.connected) this.socket.setTimeout(0);
+    this.parser.noBodyExpected = ex.method === 'HEAD';
+    ex.attach(this, reused);
+  }
+
+  /** Back in the pool: idle sockets must not keep the process alive, and expire. */
+  idle(): void {
+    this.socket.unref();
+    this.socket.setTimeout(this.#idleMs);
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.exchange === undefined) {
+      // Bytes nobody asked for: the connection is out of sync.
+      this.socket.destroy();
+      return;
+    }
+    try {
+      this.parser.execute(chunk);
+    } catch (err) {
+      const ex = this.exchange;
+      this.exchange = undefined;
+      this.socket.destroy();
+      ex?.fail('protocol_error', err, ex.started);
+    }
+  }
+
+  #onClose(): void {
+    const ex = this.exchange;
+    this.exchange = undefined;
+    this.pool.closed(this);
+    if (ex === undefined || ex.done) return;
+    if (!this.connected) {
+      ex.fail('connection_failure', this.#error ?? new Http1ConnectError('connection closed while connecting', 'ECONNRESET'), false);
+    } else if (!ex.started && ex.retryable()) {
+      ex.detach();
+      this.pool.retry(ex);
+    } else {
+      ex.fail('connection_termination', this.#error ?? new Http1ConnectError('upstream closed the connection', 'UND_ERR_SOCKET'), ex.started);
+    }
+  }
+
+  // ---------------------------------------------------------------- parser events
+
+  onHead(head: Http1Head): void {
+    const ex = this.exchange;
+    if (ex === undefined) return;
+    const keepAliveHint = ex.receiveHead(head);
+    if (keepAliveHint > 0) this.#idleMs = Math.max(1000, Math.min(DEFAULT_IDLE_MS, keepAliveHint * 1000 - 1000));
+  }
+
+  onBody(chunk: Buffer): void {
+    this.exchange?.receiveBody(chunk);
+  }
+
+  onComplete(trailerNames: string[] | undefined, trailerValues: string[] | undefined): void {
+    const ex = this.exchange;
+    if (ex === undefined) return;
+    this.exchange = undefined;
+    const reusable = ex.keepAlive && ex.requestDone && !this.socket.destroyed;
+    if (!reusable) this.socket.end();
+    ex.receiveComplete(trailerNames, trailerValues);
+    if (reusable && !this.socket.destroyed) this.pool.release(this);
+  }
+}
+
+/** One request/response exchange on an upstream HTTP/1.1 connection. */
+export class Http1Exchange {
+  readonly pool: Http1Pool;
+  readonly endpoint: EndpointConfig;
+  readonly method: string;
+  readonly #handler: Http1ResponseHandler;
+  #conn: Http1ClientConnection | undefined;
+  /** The request head, kept until the first write (so head and body go out together). */
+  #head: string;
+  #chunked: boolean;
+  /** Body written before a connection was assigned (queued in the pool). */
+  #queuedBody: DataBuffer | undefined;
+  #queuedEnd = false;
+  #queuedTrailers: HeaderMap | undefined;
+  #headWritten = false;
+  #flushScheduled = false;
+  #reused = false;
+  #bodyless: boolean;
+  started = false;
+  done = false;
+  requestDone: boolean;
+  keepAlive = true;
+  #paused = false;
+  onDrain: (() => void) | undefined;
+
+  constructor(pool: Http1Pool, headers: HeaderMap, endStream: boolean, handler: Http1ResponseHandler) {
+    this.pool = pool;
+    this.endpoint = pool.options.endpoint;
+    this.#handler = handler;
+    let method = 'GET';
+    let path = '/';
+    let authority: string | undefined;
+    const names = headers.names;
+    const values = headers.values;
+    for (let i = 0; i < names.length && names[i]!.charCodeAt(0) === 58; i++) {
+      const n = names[i]!;
+      if (n === ':method') method = values[i]!;
+      else if (n === ':path') path = values[i]!;
+      else if (n === ':authority') authority = values[i]!;
+    }
+    if (authority === undefined) authority = headers.get('host');
+    this.method = method;
+    const { text, contentLength } = serializeHeaders(headers, true, true);
+    let framing = '';
+    this.#chunked = false;
+    if (endStream) {
+      if (contentLength === undefined && BODY_METHODS.has(method)) framing = 'content-length: 0\r\n';
+    } else if (contentLength === undefined) {
+      framing = 'transfer-encoding: chunked\r\n';
+      this.#chunked = true;
+    }
+    this.#bodyless = endStream;
+    this.requestDone = endStream;
+    this.#head = `${method} ${path} HTTP/1.1\r\n${authority !== undefined ? `host: ${authority}\r\n` : ''}${text}${framing}\r\n`;
+  }
+
+  /** Safe to send again on another connection (nothing of it was processed upstream). */
+  retryable(): boolean {
+    return this.#reused && this.#bodyless && RETRY_SAFE.has(this.method);
+  }
+
+  attach(conn: Http1ClientConnection, reused: boolean): void {
+    this.#conn = conn;
+    this.#reused = reused;
+    this.#headWritten = false;
+    if (this.#paused) conn.socket.pause();
+    const queued = this.#queuedBody;
+    if (queued !== undefined || this.#queuedEnd) {
+      this.#queuedBody = undefined;
+      if (queued !== undefined) this.#writeBody(queued.chunks(), false);
+      if (this.#queuedEnd) this.#endBody(this.#queuedTrailers);
+      return;
+    }
+    if (this.#bodyless) {
+      this.#headWritten = true;
+      conn.socket.write(this.#head, 'latin1');
+      return;
+    }
+    // The body usually follows in the same tick: hold the head to write both at once.
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => {
+        this.#flushScheduled = false;
+        if (!this.#headWritten && this.#conn !== undefined && !this.done) {
+          this.#headWritten = true;
+          this.#conn.socket.write(this.#head, 'latin1');
+        }
+      });
+    }
+  }
+
+  /** Detached from a connection that closed before answering (the exchange will be retried). */
+  detach(): void {
+    this.#conn = undefined;
+  }
+
+  #prefix(): string {
+    if (this.#headWritten) return '';
+    this.#headWritten = true;
+    return this.#head;
+  }
+
+  #writeBody(chunks: readonly Buffer[], _end: boolean): boolean {
+    const conn = this.#conn!;
+    let len = 0;
+    for (let i = 0; i < chunks.length; i++) len += chunks[i]!.length;
+    if (len === 0) return true;
+    if (this.#chunked) return writeFramed(conn.socket, `${this.#prefix()}${len.toString(16)}\r\n`, chunks, '\r\n');
+    return writeFramed(conn.socket, this.#prefix(), chunks, '');
+  }
+
+  #endBody(trailers: HeaderMap | undefined): void {
+    const conn = this.#conn!;
+    this.requestDone = true;
+    const tail = this.#chunked ? `0\r\n${trailers !== undefined ? serializeTrailers(trailers) : ''}\r\n` : '';
+    writeFramed(conn.socket, this.#prefix(), EMPTY, tail);
+  }
+
+  // ---------------------------------------------------------------- UpstreamRequest-style API
+
+  /** Writes request body; false above the socket's high watermark (wait for onDrain). */
+  write(data: DataBuffer): boolean {
+    if (this.done || this.requestDone) return true;
+    if (this.#conn === undefined) {
+      (this.#queuedBody ??= new DataBuffer()).append(data);
+      return true;
+    }
+    const ok = this.#writeBody(data.chunks(), false);
+    if (!ok) this.#conn.socket.once('drain', () => this.onDrain?.());
+    return ok;
+  }
+
+  /** Ends the request body (trailers go out in chunked framing; with a length they are dropped). */
+  end(trailers?: HeaderMap): void {
+    if (this.done || this.requestDone) return;
+    if (this.#conn === undefined) {
+      this.#queuedEnd = true;
+      this.#queuedTrailers = trailers;
+      return;
+    }
+    this.#endBody(trailers);
+  }
+
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    if (conn === undefined) this.pool.dequeue(this);
+    else {
+      conn.exchange = undefined;
+      conn.socket.destroy();
+    }
+  }
+
+  setResponsePaused(paused: boolean): void {
+    this.#paused = paused;
+    const s = this.#conn?.socket;
+    if (s === undefined) return;
+    if (paused) s.pause();
+    else s.resume();
+  }
+
+  // ---------------------------------------------------------------- from the connection
+
+  /** Returns the upstream's Keep-Alive timeout hint in seconds (0 when none). */
+  receiveHead(head: Http1Head): number {
+    this.started = true;
+    this.keepAlive = head.keepAlive;
+    const h = new HeaderMap();
+    const hn = h.names;
+    const hv = h.values;
+    hn.push(':status');
+    hv.push(String(head.status));
+    const names = head.names;
+    const values = head.values;
+    let hint = 0;
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i]!;
+      if (HOP_BY_HOP.has(n)) {
+        if (n === 'keep-alive') {
+          const m = /timeout=(\d+)/i.exec(values[i]!);
+          if (m) hint = Number(m[1]);
+        }
+        continue;
+      }
+      hn.push(n);
+      hv.push(values[i]!);
+    }
+    if (head.bodyless) this.done = true;
+    this.#handler.onHeaders(h, head.bodyless);
+    return hint;
+  }
+
+  receiveBody(chunk: Buffer): void {
+    if (!this.done) this.#handler.onData(new DataBuffer(chunk), false);
+  }
+
+  receiveComplete(trailerNames: string[] | undefined, trailerValues: string[] | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    this.#conn = undefined;
+    if (trailerNames !== undefined && trailerNames.length > 0) {
+      const t = new HeaderMap();
+      t.names.push(...trailerNames);
+      t.values.push(...trailerValues!);
+      this.#handler.onTrailers(t);
+    } else {
+      this.#handler.onData(new DataBuffer(), true);
+    }
+  }
+
+  fail(reason: Http1Failure, err: unknown, responseStarted: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    this.#conn = undefined;
+    if (err instanceof Http1ParseError) reason = 'protocol_error';
+    this.#handler.onFailure(reason, err, responseStarted);
+  }
+}

@@ -1,0 +1,439 @@
+/**
+ * An incremental HTTP/1.1 message parser for both directions (requests downstream, responses
+ * upstream), fed straight from socket reads.
+ *
+ * Written by hand rather than using node:http/undici because their object and stream layers cost
+ * more per request than everything else meshext does (see bench/results: node:http server, undici
+ * dispatch and their streams were ~45% of passthrough CPU). Node's llhttp binding is internal and
+ * undici's llhttp build is not exported, so parsing here is JavaScript over latin1 strings: the head
+ * is found with one native indexOf and decoded once; body bytes are handed on as zero-copy views.
+ *
+ * Strictness follows Envoy's defaults: bare CR/LF, control characters, obs-fold, invalid tokens,
+ * Content-Length with Transfer-Encoding, conflicting Content-Lengths and unknown transfer codings are
+ * rejected with the status Envoy answers (400, 431, 501, 505).
+ */
+
+/** A protocol error with the status a server answers it with (Envoy's codec errors). */
+export class Http1ParseError extends Error {
+  readonly code: string;
+  readonly status: number;
+  constructor(message: string, status = 400, code = 'MESHEXT_ERR_HTTP1_PARSE') {
+    super(message);
+    this.name = 'Http1ParseError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** The head of one message. Header names are lower-cased; values keep their bytes (latin1). */
+export interface Http1Head {
+  /** Request: method and request-target; empty for responses. */
+  method: string;
+  target: string;
+  /** Response: status code and reason phrase; 0 for requests. */
+  status: number;
+  reason: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  versionMinor: number;
+  names: string[];
+  values: string[];
+  /** Whether the connection may carry another message after this one. */
+  keepAlive: boolean;
+  /** Content-Length, or -1 when absent. */
+  contentLength: number;
+  chunked: boolean;
+  /** True when no body follows the head (length 0, or a response that cannot have one). */
+  bodyless: boolean;
+  /** Request carries `Expect: 100-continue`. */
+  expectContinue: boolean;
+}
+
+export interface Http1Events {
+  /** A message head was parsed. For responses, 1xx interim heads are reported with `interim`. */
+  onHead(head: Http1Head): void;
+  /** Body bytes (chunk framing removed); a view into the socket's buffer. */
+  onBody(chunk: Buffer): void;
+  /** The message ended; trailers as parallel arrays (lower-cased names) when present. */
+  onComplete(trailerNames: string[] | undefined, trailerValues: string[] | undefined): void;
+}
+
+const S_HEAD = 0;
+const S_BODY_LENGTH = 1;
+const S_CHUNK_SIZE = 2;
+const S_CHUNK_DATA = 3;
+const S_CHUNK_CRLF = 4;
+const S_TRAILERS = 5;
+const S_BODY_EOF = 6;
+const S_PAUSED_AT_END = 7;
+
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+const CRLF = Buffer.from('\r\n', 'latin1');
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Control characters other than HTAB, CR and LF (DEL included): never valid in a head. */
+const BAD_CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/;
+/** A CR not followed by LF, or an LF not preceded by CR. */
+const BARE_CR_LF = /\r(?!\n)|(?<!\r)\n/;
+const DIGITS = /^[0-9]{1,15}$/;
+const MAX_CHUNK_LINE = 4096;
+
+function isOws(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+/** Whether a comma-separated header value lists `token` (case-insensitive). */
+function listHas(value: string, token: string): boolean {
+  const v = value.toLowerCase();
+  if (v === token) return true;
+  if (!v.includes(token)) return false;
+  for (const part of v.split(',')) if (part.trim() === token) return true;
+  return false;
+}
+
+export class Http1Parser {
+  readonly isRequest: boolean;
+  readonly maxHeaderBytes: number;
+  #events: Http1Events;
+  #state = S_HEAD;
+  /** Unconsumed bytes that did not form a whole head / chunk line / trailer section yet. */
+  #pending: Buffer | undefined;
+  #remaining = 0;
+  #paused = false;
+  #crlfSeen = 0;
+  /** Responses: the request was HEAD, so the response has no body whatever its headers say. */
+  noBodyExpected = false;
+
+  constructor(isRequest: boolean, events: Http1Events, maxHeaderBytes = 60 * 1024) {
+    this.isRequest = isRequest;
+    this.#events = events;
+    this.maxHeaderBytes = maxHeaderBytes;
+  }
+
+  /** True when between messages with nothing buffered. */
+  get idle(): boolean {
+    return this.#state === S_HEAD && this.#pending === undefined;
+  }
+
+  /** True while a close-delimited response body is being read (ends with the connection). */
+  get readingUntilClose(): boolean {
+    return this.#state === S_BODY_EOF;
+  }
+
+  /**
+   * Stops after the current message completes (call from onComplete): later bytes stay buffered
+   * until resume(). HTTP/1.1 pipelining is served one request at a time this way.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Continues with buffered bytes (a pipelined next request). */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (this.#state === S_PAUSED_AT_END) this.#state = S_HEAD;
+    const p = this.#pending;
+    if (p !== undefined) {
+      this.#pending = undefined;
+      this.execute(p);
+    }
+  }
+
+  /** The connection closed: completes a close-delimited body; true if that ended a message. */
+  finish(): boolean {
+    if (this.#state !== S_BODY_EOF) return false;
+    this.#state = S_HEAD;
+    this.#events.onComplete(undefined, undefined);
+    return true;
+  }
+
+  /** Feeds bytes read from the socket. Throws Http1ParseError on malformed input. */
+  execute(chunk: Buffer): void {
+    let buf = chunk;
+    if (this.#pending !== undefined) {
+      buf = Buffer.concat([this.#pending, chunk]);
+      this.#pending = undefined;
+    }
+    let pos = 0;
+    const len = buf.length;
+    while (pos < len) {
+      if (this.#paused && this.#state === S_PAUSED_AT_END) {
+        this.#pending = buf.subarray(pos);
+        return;
+      }
+      switch (this.#state) {
+        case S_HEAD: {
+          // RFC 9112 §2.2: ignore empty lines before a request-line (clients add CRLF after bodies).
+          while (pos + 1 < len && buf[pos] === 13 && buf[pos + 1] === 10) pos += 2;
+          if (pos >= len) return;
+          const end = buf.indexOf(HEAD_END, pos);
+          if (end < 0) {
+            if (len - pos > this.maxHeaderBytes) throw new Http1ParseError('headers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
+            this.#pending = buf.subarray(pos);
+            return;
+          }
+          if (end - pos > this.maxHeaderBytes) throw new Http1ParseError('headers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
+          const head = this.#parseHead(buf.toString('latin1', pos, end));
+          pos = end + 4;
+          if (head.status >= 100 && head.status < 200) {
+            // Interim responses (100 Continue, 103 Early Hints) precede the final one.
+            if (head.status === 101) throw new Http1ParseError('upgrade responses are not supported', 502, 'MESHEXT_ERR_HTTP1_UPGRADE');
+            continue;
+          }
+          this.#events.onHead(head);
+          if (head.bodyless) {
+            this.#complete(undefined, undefined);
+          } else if (head.chunked) {
+            this.#state = S_CHUNK_SIZE;
+          } else if (head.contentLength >= 0) {
+            this.#state = S_BODY_LENGTH;
+            this.#remaining = head.contentLength;
+          } else {
+            this.#state = S_BODY_EOF;
+          }
+          break;
+        }
+        case S_BODY_LENGTH: {
+          const n = Math.min(this.#remaining, len - pos);
+          const piece = pos === 0 && n === len ? buf : buf.subarray(pos, pos + n);
+          pos += n;
+          this.#remaining -= n;
+          this.#events.onBody(piece);
+          if (this.#remaining === 0) this.#complete(undefined, undefined);
+          break;
+        }
+        case S_BODY_EOF: {
+          this.#events.onBody(pos === 0 ? buf : buf.subarray(pos));
+          return;
+        }
+        case S_CHUNK_SIZE: {
+          const eol = buf.indexOf(CRLF, pos);
+          if (eol < 0) {
+            if (len - pos > MAX_CHUNK_LINE) throw new Http1ParseError('chunk size line too long');
+            this.#pending = buf.subarray(pos);
+            return;
+          }
+          let size = 0;
+          let i = pos;
+          for (; i < eol; i++) {
+            const c = buf[i]!;
+            let d: number;
+            if (c >= 48 && c <= 57) d = c - 48;
+            else if (c >= 97 && c <= 102) d = c - 87;
+            else if (c >= 65 && c <= 70) d = c - 55;
+            else break;
+            size = size * 16 + d;
+            if (size > Number.MAX_SAFE_INTEGER / 16) throw new Http1ParseError('chunk size too large');
+          }
+          // At least one hex digit; anything after the digits must be a chunk extension.
+          if (i === pos || (i < eol && buf[i] !== 59 /* ; */ && !isOws(buf[i]!))) throw new Http1ParseError('invalid chunk size');
+          if (i < eol) {
+            const ext = buf.toString('latin1', i, eol);
+            if (BAD_CONTROL.test(ext) || ext.includes('\r') || ext.includes('\n')) throw new Http1ParseError('invalid chunk extension');
+          }
+          pos = eol + 2;
+          if (size === 0) {
+            this.#state = S_TRAILERS;
+          } else {
+            this.#state = S_CHUNK_DATA;
+            this.#remaining = size;
+          }
+          break;
+        }
+        case S_CHUNK_DATA: {
+          const n = Math.min(this.#remaining, len - pos);
+          this.#events.onBody(buf.subarray(pos, pos + n));
+          pos += n;
+          this.#remaining -= n;
+          if (this.#remaining === 0) {
+            this.#state = S_CHUNK_CRLF;
+            this.#crlfSeen = 0;
+          }
+          break;
+        }
+        case S_CHUNK_CRLF: {
+          const c = buf[pos++]!;
+          if (this.#crlfSeen === 0 ? c !== 13 : c !== 10) throw new Http1ParseError('missing CRLF after chunk data');
+          if (++this.#crlfSeen === 2) this.#state = S_CHUNK_SIZE;
+          break;
+        }
+        case S_TRAILERS: {
+          if (len - pos >= 2 && buf[pos] === 13 && buf[pos + 1] === 10) {
+            pos += 2;
+            this.#complete(undefined, undefined);
+            break;
+          }
+          const end = buf.indexOf(HEAD_END, pos);
+          if (end < 0) {
+            if (len - pos > this.maxHeaderBytes) throw new Http1ParseError('trailers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
+            this.#pending = buf.subarray(pos);
+            return;
+          }
+          const names: string[] = [];
+          const values: string[] = [];
+          const text = buf.toString('latin1', pos, end);
+          checkHeadBytes(text);
+          parseFields(text, 0, names, values);
+          pos = end + 4;
+          this.#complete(names, values);
+          break;
+        }
+        default:
+          // S_PAUSED_AT_END without pause (resume raced): continue with the next message.
+          this.#state = S_HEAD;
+      }
+    }
+  }
+
+  #complete(names: string[] | undefined, values: string[] | undefined): void {
+    this.#state = S_HEAD;
+    this.#events.onComplete(names, values);
+    if (this.#paused) this.#state = S_PAUSED_AT_END;
+  }
+
+  #parseHead(text: string): Http1Head {
+    checkHeadBytes(text);
+    let lineEnd = text.indexOf('\r\n');
+    if (lineEnd < 0) lineEnd = text.length;
+    const head: Http1Head = {
+      method: '',
+      target: '',
+      status: 0,
+      reason: '',
+      versionMinor: 1,
+      names: [],
+      values: [],
+      keepAlive: true,
+      contentLength: -1,
+      chunked: false,
+      bodyless: false,
+      expectContinue: false,
+    };
+    if (this.isRequest) parseRequestLine(text, lineEnd, head);
+    else parseStatusLine(text, lineEnd, head);
+    parseFields(text, lineEnd + 2, head.names, head.values);
+    this.#frame(head);
+    return head;
+  }
+
+  /** Message framing and connection persistence from the parsed headers (RFC 9112 §6, §9.3). */
+  #frame(head: Http1Head): void {
+    const names = head.names;
+    const values = head.values;
+    let te: string | undefined;
+    let cl: string | undefined;
+    let connection: string | undefined;
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i]!;
+      // Only a few names matter for framing; compare lengths first.
+      switch (n.length) {
+        case 6:
+          if (n === 'expect' && values[i]!.toLowerCase() === '100-continue') head.expectContinue = true;
+          break;
+        case 10:
+          if (n === 'connection') connection = connection === undefined ? values[i]! : `${connection}, ${values[i]!}`;
+          break;
+        case 14:
+          if (n === 'content-length') {
+            const v = values[i]!;
+            if (!DIGITS.test(v)) throw new Http1ParseError(`invalid content-length "${v}"`);
+            if (cl !== undefined && cl !== v) throw new Http1ParseError('conflicting content-length headers');
+            cl = v;
+          }
+          break;
+        case 17:
+          if (n === 'transfer-encoding') te = te === undefined ? values[i]! : `${te}, ${values[i]!}`;
+          break;
+      }
+    }
+    if (connection !== undefined) {
+      if (listHas(connection, 'close')) head.keepAlive = false;
+      else if (head.versionMinor === 0 && !listHas(connection, 'keep-alive')) head.keepAlive = false;
+      else if (head.versionMinor === 0) head.keepAlive = true;
+    } else if (head.versionMinor === 0) {
+      head.keepAlive = false;
+    }
+    const noBodyStatus = !this.isRequest && (head.status === 204 || head.status === 304 || this.noBodyExpected);
+    if (te !== undefined) {
+      if (cl !== undefined && this.isRequest) throw new Http1ParseError('content-length with transfer-encoding');
+      const last = te.toLowerCase().split(',').pop()!.trim();
+      if (last === 'chunked') {
+        if (this.isRequest && te.trim().toLowerCase() !== 'chunked') throw new Http1ParseError(`unsupported transfer-encoding "${te}"`, 501, 'MESHEXT_ERR_HTTP1_TRANSFER_ENCODING');
+        head.chunked = true;
+      } else if (this.isRequest) {
+        throw new Http1ParseError(`unsupported transfer-encoding "${te}"`, 501, 'MESHEXT_ERR_HTTP1_TRANSFER_ENCODING');
+      } else {
+        // A response whose final coding is not chunked is delimited by the connection close.
+        head.keepAlive = false;
+      }
+      if (head.versionMinor === 0 && this.isRequest) throw new Http1ParseError('transfer-encoding in an HTTP/1.0 request');
+    } else if (cl !== undefined) {
+      head.contentLength = Number(cl);
+    } else if (this.isRequest) {
+      head.contentLength = 0;
+    } else if (!noBodyStatus) {
+      head.keepAlive = false; // read until close
+    }
+    if (noBodyStatus) {
+      head.chunked = false;
+      head.bodyless = true;
+    } else if (!head.chunked && head.contentLength === 0) {
+      head.bodyless = true;
+    }
+  }
+}
+
+function checkHeadBytes(text: string): void {
+  if (BAD_CONTROL.test(text)) throw new Http1ParseError('invalid character in message head');
+  if (BARE_CR_LF.test(text)) throw new Http1ParseError('bare CR or LF in message head');
+}
+
+function parseRequestLine(text: string, end: number, head: Http1Head): void {
+  const sp1 = text.indexOf(' ');
+  const sp2 = sp1 < 0 ? -1 : text.indexOf(' ', sp1 + 1);
+  if (sp1 <= 0 || sp2 < 0 || sp2 >= end || sp2 === sp1 + 1) throw new Http1ParseError('malformed request line');
+  const method = text.slice(0, sp1);
+  if (!TOKEN.test(method)) throw new Http1ParseError('invalid method');
+  const version = text.slice(sp2 + 1, end);
+  if (version === 'HTTP/1.1') head.versionMinor = 1;
+  else if (version === 'HTTP/1.0') head.versionMinor = 0;
+  else if (/^HTTP\/[0-9]\.[0-9]$/.test(version)) throw new Http1ParseError(`unsupported version ${version}`, 505, 'MESHEXT_ERR_HTTP1_VERSION');
+  else throw new Http1ParseError('malformed request line');
+  head.method = method;
+  head.target = text.slice(sp1 + 1, sp2);
+}
+
+function parseStatusLine(text: string, end: number, head: Http1Head): void {
+  // "HTTP/1.1 200 OK" (the reason may be empty, and the space before it may be missing).
+  if (end < 12 || text.charCodeAt(8) !== 32 || !text.startsWith('HTTP/1.')) throw new Http1ParseError('malformed status line', 502);
+  const minor = text.charCodeAt(7) - 48;
+  if (minor !== 0 && minor !== 1) throw new Http1ParseError('unsupported version', 502);
+  const code = text.slice(9, 12);
+  if (!/^[1-9][0-9][0-9]$/.test(code)) throw new Http1ParseError('malformed status code', 502);
+  if (end > 12 && text.charCodeAt(12) !== 32) throw new Http1ParseError('malformed status line', 502);
+  head.versionMinor = minor;
+  head.status = Number(code);
+  head.reason = end > 13 ? text.slice(13, end) : '';
+}
+
+/** Parses "name: value" lines from `start` to the end of `text` into the arrays. */
+function parseFields(text: string, start: number, names: string[], values: string[]): void {
+  const len = text.length;
+  let pos = start;
+  while (pos < len) {
+    let eol = text.indexOf('\r\n', pos);
+    if (eol < 0) eol = len;
+    const first = text.charCodeAt(pos);
+    if (isOws(first)) throw new Http1ParseError('obsolete line folding is not allowed');
+    const colon = text.indexOf(':', pos);
+    if (colon < 0 || colon > eol) throw new Http1ParseError('header line without a colon');
+    const name = text.slice(pos, colon);
+    if (!TOKEN.test(name)) throw new Http1ParseError(`invalid header name "${name}"`);
+    let vs = colon + 1;
+    let ve = eol;
+    while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
+    while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
+    names.push(name.toLowerCase());
+    values.push(text.slice(vs, ve));
+    pos = eol + 2;
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Writing HTTP/1.1 messages: heads are built as one latin1 string and, when the body that follows
+ * in the same tick is small, coalesced with it into one Buffer so a response costs one write.
+ */
+import type { Socket } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import type { HeaderMap } from '../../filters/header-map.ts';
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Field values: HTAB, visible ASCII, obs-text (RFC 9110 §5.5); CR/LF/NUL would split the message. */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1, as Envoy strips them). */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings']);
+
+/** Below this, head and body are copied into one Buffer (one syscall); above, written separately. */
+const COALESCE_LIMIT = 16 * 1024;
+
+const REASONS: Record<number, string> = {};
+for (const [code, text] of Object.entries(STATUS_CODES)) REASONS[Number(code)] = text ?? '';
+
+export function reasonPhrase(status: number): string {
+  return REASONS[status] ?? 'Unknown';
+}
+
+/** Whether a header may be written on an HTTP/1.1 wire (valid token name, no CR/LF/NUL/controls in the value). */
+export function isWritableHeader(name: string, value: string): boolean {
+  return TOKEN.test(name) && !INVALID_VALUE.test(value);
+}
+
+/** Facts about a head's headers gathered while serializing them. */
+export interface SerializedHeaders {
+  text: string;
+  contentLength: string | undefined;
+}
+
+/**
+ * Serializes the regular headers of `headers` as `name: value\r\n` lines, skipping pseudo-headers,
+ * hop-by-hop headers (except `te: trailers` when `keepTeTrailers`) and headers that could not be
+ * written safely (a filter-set value with CR/LF would otherwise split the message).
+ */
+export function serializeHeaders(headers: HeaderMap, keepTeTrailers: boolean, skipHost: boolean): SerializedHeaders {
+  const names = headers.names;
+  const values = headers.values;
+  let text = '';
+  let contentLength: string | undefined;
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i]!;
+    if (n.charCodeAt(0) === 58) continue;
+    const v = values[i]!;
+    if (HOP_BY_HOP.has(n)) {
+      if (!(keepTeTrailers && n === 'te' && v === 'trailers')) continue;
+    } else if (n === 'content-length') {
+      if (contentLength !== undefined) continue; // duplicates were rejected or joined upstream; write one
+      contentLength = v;
+    } else if (skipHost && n === 'host') {
+      continue;
+    }
+    if (!isWritableHeader(n, v)) continue;
+    text += n + ': ' + v + '\r\n';
+  }
+  return { text, contentLength };
+}
+
+/** Serializes trailers (same rules as headers; framing headers never appear in trailers). */
+export function serializeTrailers(trailers: HeaderMap): string {
+  let text = '';
+  const names = trailers.names;
+  const values = trailers.values;
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i]!;
+    if (n.charCodeAt(0) === 58 || HOP_BY_HOP.has(n) || n === 'content-length') continue;
+    const v = values[i]!;
+    if (isWritableHeader(n, v)) text += n + ': ' + v + '\r\n';
+  }
+  return text;
+}
+
+/**
+ * Writes `prefix`, the data chunks and `suffix` (latin1 strings around the body) as one Buffer when
+ * small, otherwise corked. Returns socket.write's backpressure result.
+ */
+export function writeFramed(socket: Socket, prefix: string, data: readonly Buffer[], suffix: string): boolean {
+  let total = prefix.length + suffix.length;
+  for (let i = 0; i < data.length; i++) total += data[i]!.length;
+  if (data.length === 0) {
+    if (total === 0) return !socket.writableNeedDrain;
+    return socket.write(suffix.length === 0 ? prefix : prefix + suffix, 'latin1');
+  }
+  if (total <= COALESCE_LIMIT) {
+    const out = Buffer.allocUnsafe(total);
+    let at = prefix.length === 0 ? 0 : out.write(prefix, 0, 'latin1');
+    for (let i = 0; i < data.length; i++) at += data[i]!.copy(out, at);
+    if (suffix.length !== 0) out.write(suffix, at, 'latin1');
+    return socket.write(out);
+  }
+  socket.cork();
+  if (prefix.length !== 0) socket.write(prefix, 'latin1');
+  let ok = true;
+  for (let i = 0; i < data.length; i++) ok = socket.write(data[i]!);
+  if (suffix.length !== 0) ok = socket.write(suffix, 'latin1');
+  socket.uncork();
+  return ok;
+}
