@@ -179,10 +179,20 @@ export const hostFunctions: Record<string, HostFactory> = {
   proxy_get_header_map_value: (vm) => (type: number, keyPtr: number, keyLen: number, valPtrPtr: number, valLenPtr: number) => {
     type >>>= 0;
     if (type > MAX_MAP_TYPE) return Status.BadArgument;
-    const key = vm.readString(keyPtr, keyLen);
+    const key = vm.readHeaderName(keyPtr, keyLen);
     if (key === null) return Status.InvalidMemoryAccess;
     const map = mapOf(vm, type, false);
-    const v = map?.get(key);
+    // HeaderMap.get without its toLowerCase: the name is lower-cased (and cached) already.
+    let v: string | undefined;
+    if (map) {
+      const names = map.names;
+      for (let i = 0; i < names.length; i++) {
+        if (names[i] === key) {
+          v = map.values[i];
+          break;
+        }
+      }
+    }
     if (v === undefined) {
       // 0.1.0 Envoy answered OK + empty value for a missing header.
       if (vm.abi === '0.1.0') return vm.returnString('', valPtrPtr, valLenPtr);
@@ -193,7 +203,7 @@ export const hostFunctions: Record<string, HostFactory> = {
   proxy_add_header_map_value: (vm) => (type: number, kp: number, kl: number, vp: number, vl: number) => {
     type >>>= 0;
     if (type > MAX_MAP_TYPE) return Status.BadArgument;
-    const k = vm.readString(kp, kl);
+    const k = vm.readHeaderName(kp, kl);
     const v = vm.readString(vp, vl);
     if (k === null || v === null) return Status.InvalidMemoryAccess;
     const map = mapOf(vm, type, true);
@@ -204,7 +214,7 @@ export const hostFunctions: Record<string, HostFactory> = {
   proxy_replace_header_map_value: (vm) => (type: number, kp: number, kl: number, vp: number, vl: number) => {
     type >>>= 0;
     if (type > MAX_MAP_TYPE) return Status.BadArgument;
-    const k = vm.readString(kp, kl);
+    const k = vm.readHeaderName(kp, kl);
     const v = vm.readString(vp, vl);
     if (k === null || v === null) return Status.InvalidMemoryAccess;
     const map = mapOf(vm, type, true);
@@ -215,7 +225,7 @@ export const hostFunctions: Record<string, HostFactory> = {
   proxy_remove_header_map_value: (vm) => (type: number, kp: number, kl: number) => {
     type >>>= 0;
     if (type > MAX_MAP_TYPE) return Status.BadArgument;
-    const k = vm.readString(kp, kl);
+    const k = vm.readHeaderName(kp, kl);
     if (k === null) return Status.InvalidMemoryAccess;
     const map = mapOf(vm, type, true);
     if (!map) return Status.BadArgument;

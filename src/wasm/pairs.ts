@@ -24,6 +24,49 @@ export function decodeString(bytes: Uint8Array, start: number, len: number): str
   return decoder.decode(bytes.subarray(start, start + len));
 }
 
+/**
+ * Short strings a plugin passes (header names, small values, property paths) repeat on every
+ * request: a direct-mapped cache from their bytes to the decoded string spares the decode and its
+ * allocations. One cache serves every VM of the isolate (strings are immutable); a miss costs one
+ * hash and one copy more than a plain decode. `lower` caches the lower-cased string (header names).
+ */
+export class ShortStringCache {
+  static readonly WIDTH = 32;
+  static readonly SLOTS = 512;
+  readonly #bytes = new Uint8Array(ShortStringCache.SLOTS * ShortStringCache.WIDTH);
+  readonly #len = new Int8Array(ShortStringCache.SLOTS).fill(-1);
+  readonly #str: string[] = new Array<string>(ShortStringCache.SLOTS).fill('');
+  readonly #lower: boolean;
+
+  constructor(lower: boolean) {
+    this.#lower = lower;
+  }
+
+  get(bytes: Uint8Array, start: number, len: number): string {
+    if (len > 32 || len === 0) return this.#decode(bytes, start, len);
+    // Length and three sampled bytes pick the slot; the full compare below decides.
+    const h = Math.imul(len ^ (bytes[start]! << 8) ^ (bytes[start + (len >> 1)]! << 16) ^ (bytes[start + len - 1]! << 24), 0x9e3779b1);
+    const slot = h >>> 23; // 512 slots
+    const at = slot << 5; // × WIDTH
+    const cache = this.#bytes;
+    if (this.#len[slot] === len) {
+      let i = 0;
+      while (i < len && cache[at + i] === bytes[start + i]) i++;
+      if (i === len) return this.#str[slot]!;
+    }
+    const s = this.#decode(bytes, start, len);
+    for (let i = 0; i < len; i++) cache[at + i] = bytes[start + i]!;
+    this.#len[slot] = len;
+    this.#str[slot] = s;
+    return s;
+  }
+
+  #decode(bytes: Uint8Array, start: number, len: number): string {
+    const s = decodeString(bytes, start, len);
+    return this.#lower ? s.toLowerCase() : s;
+  }
+}
+
 /** UTF-8 byte length of a string. */
 export function utf8Length(s: string): number {
   let n = 0;

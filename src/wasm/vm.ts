@@ -19,8 +19,9 @@ import { logger } from '../observability/log.ts';
 import { Limits, Status, type AbiVersion } from './abi.ts';
 import type { CompiledPlugin } from './module.ts';
 import { WasmLoadError } from './module.ts';
-import { decodeString, encodeStringInto, utf8Length } from './pairs.ts';
+import { ShortStringCache, encodeStringInto, utf8Length } from './pairs.ts';
 import { buildImports } from './host.ts';
+import { ContextTable } from './context-table.ts';
 import { sharedState, type SharedState, type QueueReceiver } from './shared.ts';
 import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME } from './instrument.ts';
 
@@ -204,6 +205,10 @@ interface MetricEntry {
 
 const wasmLog = logger('wasm');
 
+/** Strings read from plugin memory, and header names (lower-cased), shared by every VM. */
+const stringCache = new ShortStringCache(false);
+const nameCache = new ShortStringCache(true);
+
 export class WasmVm {
   readonly compiled: CompiledPlugin;
   readonly abi: AbiVersion;
@@ -218,7 +223,7 @@ export class WasmVm {
   readonly exportNames = new Map<Function, string>();
 
   instance: WebAssembly.Instance | undefined;
-  readonly contexts = new Map<number, Context>();
+  readonly contexts = new ContextTable<Context>();
   #nextContextId = 1;
   /** Context of the VM call running now (null: VM context 0, e.g. during start or allocation). */
   current: Context | null = null;
@@ -368,7 +373,7 @@ export class WasmVm {
    */
   startPlugin(plugin: PluginSpec): RootContext {
     const root = new RootContext(this.nextContextId(), plugin, this);
-    this.contexts.set(root.id, root);
+    this.contexts.set(root);
     if (this.call(this.ex.on_context_create, root, root.id, 0) === VM_FAILED) throw this.#loadFailure('vm_start');
     root.created = true;
     root.configPhase = 'vm_start';
@@ -391,7 +396,7 @@ export class WasmVm {
   /** A stream context; proxy_on_context_create runs lazily (ensureCreated). */
   newStream(root: RootContext, host: StreamHost): StreamContext {
     const ctx = new StreamContext(this.nextContextId(), root, host);
-    this.contexts.set(ctx.id, ctx);
+    this.contexts.set(ctx);
     return ctx;
   }
 
@@ -423,10 +428,12 @@ export class WasmVm {
     this.contexts.delete(ctx.id);
     // Callouts issued by this stream are cancelled: no callback after on_delete (Envoy cancels
     // them on context destruction; SDKs panic on responses for unknown contexts).
-    for (const [token, c] of ctx.root.callouts) {
+    const callouts = ctx.root.callouts;
+    if (callouts.size === 0) return;
+    for (const [token, c] of callouts) {
       if (c.issuer === ctx) {
         c.handle?.cancel();
-        ctx.root.callouts.delete(token);
+        callouts.delete(token);
       }
     }
   }
@@ -727,7 +734,16 @@ export class WasmVm {
     len >>>= 0;
     const m = this.u8();
     if (ptr + len > m.length) return null;
-    return decodeString(m, ptr, len);
+    return stringCache.get(m, ptr, len);
+  }
+
+  /** As readString for a header name: lower-cased, as HeaderMap stores names. */
+  readHeaderName(ptr: number, len: number): string | null {
+    ptr >>>= 0;
+    len >>>= 0;
+    const m = this.u8();
+    if (ptr + len > m.length) return null;
+    return nameCache.get(m, ptr, len);
   }
 
   /** A copy of (ptr, len), or null when out of bounds. */
