@@ -391,6 +391,16 @@ export class FilterManager {
       if (dir.aborted || this.#destroyed) return false;
       if (status === HeadersStatus.Continue || status === HeadersStatus.ContinueAndDontEndStream) {
         slot.headersContinued = true;
+        const added = slot.buffer;
+        if (endStream && added !== undefined && added.length > 0) {
+          // Data added while handling end-of-stream headers (Envoy's addEncodedData/addDecodedData
+          // in a headers callback) becomes the body: the headers go on without end of stream.
+          slot.buffer = undefined;
+          dir.headersOnly = false;
+          if (!this.iterateHeaders(dir, i + 1, false) && (dir.aborted || this.#destroyed)) return false;
+          this.iterateData(dir, i + 1, added, true);
+          return false;
+        }
         continue;
       }
       slot.state = status === HeadersStatus.StopIteration ? STOP_SINGLE : status === HeadersStatus.StopAllIterationAndBuffer ? STOP_ALL_BUFFER : STOP_ALL_WATERMARK;
