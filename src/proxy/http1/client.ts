@@ -41,6 +41,8 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** Requests safe to send again when a reused connection turns out to be closed (RFC 9110 §9.2.2). */
 const RETRY_SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 const EMPTY: readonly Buffer[] = [];
+/** One read buffer per thread for plain-TCP upstream sockets (reads are consumed synchronously). */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 export class Http1ConnectError extends Error {
   readonly code: string;
@@ -141,6 +143,8 @@ class Http1ClientConnection implements Http1Events {
   connected = false;
   #idleMs = DEFAULT_IDLE_MS;
   #error: unknown;
+  /** Body chunks are views into READ_BUFFER and must be copied before they leave the callback. */
+  readonly #copyBody: boolean;
 
   constructor(pool: Http1Pool) {
     this.pool = pool;
@@ -155,18 +159,28 @@ class Http1ClientConnection implements Http1Events {
           rejectUnauthorized: o.tls.rejectUnauthorized,
           ALPNProtocols: ['http/1.1'],
         })
-      : net.connect({ host: o.host, port: o.port, noDelay: true });
+      : net.connect({
+          host: o.host,
+          port: o.port,
+          noDelay: true,
+          // Reads land in one per-thread buffer and go straight to the parser, skipping the
+          // Readable stream machinery; body bytes are copied out (receiveBody), heads become strings.
+          onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf) },
+        });
     this.socket = socket;
+    this.#copyBody = !o.tls;
     socket.setNoDelay(true);
     socket.once(o.tls ? 'secureConnect' : 'connect', () => {
       this.connected = true;
-      socket.setTimeout(0);
+      // From now on the timeout is the keep-alive idle limit, armed once: node re-arms it on
+      // socket activity, and a busy connection ignores it (route timeouts cover requests).
+      socket.setTimeout(this.#idleMs);
     });
     socket.setTimeout(o.connectTimeoutMs, () => {
       if (!this.connected) socket.destroy(new Http1ConnectError(`connect timeout after ${o.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT'));
       else if (this.exchange === undefined) socket.destroy(); // idle too long
     });
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    if (o.tls) socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => {
       this.#error ??= err;
     });
@@ -181,7 +195,6 @@ class Http1ClientConnection implements Http1Events {
   assign(ex: Http1Exchange, reused: boolean): void {
     this.exchange = ex;
     this.socket.ref();
-    if (this.connected) this.socket.setTimeout(0);
     this.parser.noBodyExpected = ex.method === 'HEAD';
     ex.attach(this, reused);
   }
@@ -189,7 +202,11 @@ class Http1ClientConnection implements Http1Events {
   /** Back in the pool: idle sockets must not keep the process alive, and expire. */
   idle(): void {
     this.socket.unref();
-    this.socket.setTimeout(this.#idleMs);
+  }
+
+  #onRead(n: number, buf: Uint8Array): boolean {
+    this.#onData(Buffer.from(buf.buffer, buf.byteOffset, n));
+    return true;
   }
 
   #onData(chunk: Buffer): void {
@@ -229,11 +246,17 @@ class Http1ClientConnection implements Http1Events {
     const ex = this.exchange;
     if (ex === undefined) return;
     const keepAliveHint = ex.receiveHead(head);
-    if (keepAliveHint > 0) this.#idleMs = Math.max(1000, Math.min(DEFAULT_IDLE_MS, keepAliveHint * 1000 - 1000));
+    if (keepAliveHint > 0) {
+      const ms = Math.max(1000, Math.min(DEFAULT_IDLE_MS, keepAliveHint * 1000 - 1000));
+      if (ms !== this.#idleMs) {
+        this.#idleMs = ms;
+        this.socket.setTimeout(ms);
+      }
+    }
   }
 
   onBody(chunk: Buffer): void {
-    this.exchange?.receiveBody(chunk);
+    this.exchange?.receiveBody(this.#copyBody ? Buffer.from(chunk) : chunk);
   }
 
   onComplete(trailerNames: string[] | undefined, trailerValues: string[] | undefined): void {

@@ -113,6 +113,11 @@ export class Http1Parser {
     return this.#state === S_HEAD && this.#pending === undefined;
   }
 
+  /** Bytes are buffered behind a pause (a pipelined request waiting for its turn). */
+  get hasBuffered(): boolean {
+    return this.#pending !== undefined;
+  }
+
   /** True while a close-delimited response body is being read (ends with the connection). */
   get readingUntilClose(): boolean {
     return this.#state === S_BODY_EOF;
@@ -157,7 +162,7 @@ export class Http1Parser {
     const len = buf.length;
     while (pos < len) {
       if (this.#paused && this.#state === S_PAUSED_AT_END) {
-        this.#pending = buf.subarray(pos);
+        this.#pending = Buffer.from(buf.subarray(pos)); // a copy: the reader may reuse its buffer
         return;
       }
       switch (this.#state) {
@@ -168,7 +173,7 @@ export class Http1Parser {
           const end = buf.indexOf(HEAD_END, pos);
           if (end < 0) {
             if (len - pos > this.maxHeaderBytes) throw new Http1ParseError('headers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
-            this.#pending = buf.subarray(pos);
+            this.#pending = Buffer.from(buf.subarray(pos)); // a copy: the reader may reuse its buffer
             return;
           }
           if (end - pos > this.maxHeaderBytes) throw new Http1ParseError('headers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
@@ -209,7 +214,7 @@ export class Http1Parser {
           const eol = buf.indexOf(CRLF, pos);
           if (eol < 0) {
             if (len - pos > MAX_CHUNK_LINE) throw new Http1ParseError('chunk size line too long');
-            this.#pending = buf.subarray(pos);
+            this.#pending = Buffer.from(buf.subarray(pos)); // a copy: the reader may reuse its buffer
             return;
           }
           let size = 0;
@@ -265,7 +270,7 @@ export class Http1Parser {
           const end = buf.indexOf(HEAD_END, pos);
           if (end < 0) {
             if (len - pos > this.maxHeaderBytes) throw new Http1ParseError('trailers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
-            this.#pending = buf.subarray(pos);
+            this.#pending = Buffer.from(buf.subarray(pos)); // a copy: the reader may reuse its buffer
             return;
           }
           const names: string[] = [];

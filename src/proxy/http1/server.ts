@@ -75,6 +75,8 @@ export class Http1ServerConnection implements Http1Events {
   }
 
   #onData(chunk: Buffer): void {
+    // Closing (codec error, Connection: close): bytes the client sends after that are never served.
+    if (this.socket.writableEnded) return;
     try {
       this.#parser.execute(chunk);
     } catch (err) {
@@ -82,7 +84,8 @@ export class Http1ServerConnection implements Http1Events {
       return;
     }
     // A pipelined request is buffered while the current response is served: stop reading more.
-    if (this.#current !== undefined && this.#current.requestComplete && !this.#socketPaused) {
+    // (Only then: pausing and resuming the socket on every request would cost two syscalls.)
+    if (this.#parser.hasBuffered && this.#current !== undefined && this.#current.requestComplete && !this.#socketPaused) {
       this.#socketPaused = true;
       this.socket.pause();
     }
@@ -133,6 +136,9 @@ export class Http1ServerConnection implements Http1Events {
   onHead(head: Http1Head): void {
     if (!head.keepAlive) this.closeAfterResponse = true;
     const stream = new Http1ServerStream(this, head);
+    // A bodyless request is complete with its head (a direct response answered right away must
+    // not count as "sent before the request ended", which would close the connection).
+    stream.requestComplete = head.bodyless;
     this.#current = stream;
     if (head.expectContinue && !head.bodyless && head.versionMinor === 1) this.socket.write(CONTINUE_100, 'latin1');
     stream.fm = this.#host.startHttp1Stream(stream, head);
@@ -170,6 +176,8 @@ export class Http1ServerConnection implements Http1Events {
     if (this.#closed) return;
     if (this.closeAfterResponse || !stream.requestComplete) {
       // A response sent before the whole request arrived also closes the connection (as Envoy).
+      // Requests pipelined behind this one are not parsed (nor proxied) any more.
+      this.#parser.pause();
       this.socket.end();
       return;
     }
