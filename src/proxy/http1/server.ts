@@ -23,6 +23,8 @@ export interface Http1StreamHost {
 
 const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
 const EMPTY: readonly Buffer[] = [];
+/** A reason phrase may hold HTAB, SP, VCHAR and obs-text only (RFC 9112 §4); CR/LF would split the response. */
+const INVALID_REASON = /[^\t\x20-\x7e\x80-\xff]/;
 
 export interface Http1ServerOptions {
   /** Close a connection idle this long between requests (Envoy's idle_timeout). */
@@ -245,7 +247,8 @@ export class Http1ServerStream implements DownstreamCodec {
     }
     if (conn.closeAfterResponse) framing += 'connection: close\r\n';
     else if (this.head.versionMinor === 0) framing += 'connection: keep-alive\r\n';
-    const reason = si?.http1ReasonPhrase ?? reasonPhrase(status);
+    const custom = si?.http1ReasonPhrase;
+    const reason = custom !== undefined && !INVALID_REASON.test(custom) ? custom : reasonPhrase(status);
     const head = `HTTP/1.1 ${status} ${reason}\r\n${text}${framing}\r\n`;
     if (endStream) {
       this.conn.socket.write(head, 'latin1');
