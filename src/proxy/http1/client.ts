@@ -12,7 +12,7 @@ import type { EndpointConfig } from '../../config/types.ts';
 import { DataBuffer } from '../../filters/data-buffer.ts';
 import { HeaderMap } from '../../filters/header-map.ts';
 import { Http1ParseError, Http1Parser, type Http1Events, type Http1Head } from './parser.ts';
-import { HOP_BY_HOP, serializeHeaders, serializeTrailers, writeFramed } from './wire.ts';
+import { HOP_BY_HOP, isWritableHeader, serializeHeaders, serializeTrailers, writeFramed } from './wire.ts';
 
 /** Why an exchange failed, in Envoy's terms (the router maps these to local replies and flags). */
 export type Http1Failure = 'connection_failure' | 'connection_termination' | 'protocol_error';
@@ -40,6 +40,8 @@ const DEFAULT_IDLE_MS = 4_000;
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** Requests safe to send again when a reused connection turns out to be closed (RFC 9110 §9.2.2). */
 const RETRY_SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Request-target bytes: visible ASCII and obs-text (SP, CR, LF or controls would split the request line). */
+const INVALID_TARGET = /[^\x21-\x7e\x80-\xff]/;
 const EMPTY: readonly Buffer[] = [];
 /** One read buffer per thread for plain-TCP upstream sockets (reads are consumed synchronously). */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
@@ -72,6 +74,11 @@ export class Http1Pool {
   /** Starts a request; the response arrives on `handler`. */
   request(headers: HeaderMap, endStream: boolean, handler: Http1ResponseHandler): Http1Exchange {
     const ex = new Http1Exchange(this, headers, endStream, handler);
+    if (ex.invalidHead) {
+      // A filter-set :method/:path/:authority that cannot be written without splitting the request.
+      queueMicrotask(() => ex.fail('protocol_error', new Http1ParseError('invalid request line or host for HTTP/1.1', 502), false));
+      return ex;
+    }
     this.#dispatch(ex);
     return ex;
   }
@@ -275,6 +282,8 @@ export class Http1Exchange {
   readonly pool: Http1Pool;
   readonly endpoint: EndpointConfig;
   readonly method: string;
+  /** The method, path or authority cannot go on an HTTP/1.1 wire (the exchange fails instead). */
+  readonly invalidHead: boolean;
   readonly #handler: Http1ResponseHandler;
   #conn: Http1ClientConnection | undefined;
   /** The request head, kept until the first write (so head and body go out together). */
@@ -323,6 +332,7 @@ export class Http1Exchange {
     }
     this.#bodyless = endStream;
     this.requestDone = endStream;
+    this.invalidHead = !isWritableHeader(method, '') || path.length === 0 || INVALID_TARGET.test(path) || (authority !== undefined && !isWritableHeader('host', authority));
     this.#head = `${method} ${path} HTTP/1.1\r\n${authority !== undefined ? `host: ${authority}\r\n` : ''}${text}${framing}\r\n`;
   }
 
