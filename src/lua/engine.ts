@@ -88,7 +88,8 @@ export interface LuaState {
   /**
    * Starts the entry function in a new coroutine (lua_newthread, as Envoy does per hook) with
    * `args` and runs it until it returns, errors or yields. `budget` is the count of hook ticks
-   * (1 tick = HOOK_INSTRUCTIONS instructions) allowed for this run; 0 = unlimited.
+   * (1 tick = HOOK_INSTRUCTIONS instructions) allowed for this run; 0 = unlimited. The ref is -1
+   * when the coroutine already ended and was recycled by the engine (nothing to release).
    */
   start(args: readonly PushValue[], budget: number): [ThreadRef, ResumeResult];
   resume(thread: ThreadRef, args: readonly PushValue[], budget: number): ResumeResult;

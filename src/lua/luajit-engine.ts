@@ -42,6 +42,7 @@ interface Addon {
 }
 
 let addon: Addon | undefined;
+const REF_POOLED = 0xffffff;
 const NO_VALUES: LuaValue[] = [];
 let reason = '';
 let tried = false;
@@ -102,8 +103,9 @@ class LuajitState implements LuaState {
       const r = this.#a.startHook(this.#st, args[0], args[1], args[2], args[3], budget);
       if (typeof r === 'number') {
         const used = Math.floor(r / 67108864);
-        const rest = r - used * 67108864;
-        return [rest % 16777216, { status: ResumeStatus.Ok, values: NO_VALUES, error: '', used }];
+        const ref = (r - used * 67108864) % 16777216;
+        // REF_POOLED: the coroutine ended and the addon pooled it already (no release() needed)
+        return [ref === REF_POOLED ? -1 : ref, { status: ResumeStatus.Ok, values: NO_VALUES, error: '', used }];
       }
       return [r[0] as number, result(r, 1)];
     }

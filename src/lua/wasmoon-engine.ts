@@ -502,9 +502,15 @@ class WasmoonState implements LuaState {
       T = m._lua_newthread(this.#G);
       ref = m._luaL_ref(this.#G, LUA_REGISTRYINDEX) as number; // anchors the thread
     }
-    this.#threads.set(ref, T);
     m._lua_rawgeti(T, LUA_REGISTRYINDEX, this.#entryBig);
     const r = this.#run(T, args, budget);
+    if (r.status === ResumeStatus.Ok && this.#pool.length < 64) {
+      // finished: pooled at once, so the driver has nothing to release (ref -1)
+      this.#pool.push(ref);
+      this.#poolPtr.push(T);
+      return [-1, r];
+    }
+    this.#threads.set(ref, T);
     if (r.status === ResumeStatus.Ok) this.#reusable.add(ref);
     return [ref, r];
   }

@@ -25,6 +25,7 @@
 #define HOOK_INSTRUCTIONS 1000
 #define MAX_DEPTH 32
 #define POOL_MAX 64
+#define REF_POOLED 0xFFFFFF /* startHook: the coroutine ended and is already pooled */
 
 typedef struct {
   lua_State *L;
@@ -362,6 +363,14 @@ static int host_call(lua_State *L) {
   return nret;
 }
 
+/* 32 fresh userdata per call: the prelude makes one per object and newproxy() costs a C call each */
+static int new_uds(lua_State *L) {
+  int i;
+  if (!lua_checkstack(L, 34)) return 0;
+  for (i = 0; i < 32; i++) lua_newuserdata(L, 0);
+  return 32;
+}
+
 /* ------------------------------------------------------------------ N-API surface */
 
 static State *get_state(napi_env env, napi_value v) {
@@ -442,6 +451,10 @@ static napi_value js_new_state(napi_env env, napi_callback_info info) {
     lua_sethook(s->L, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
   }
   (void)unsafe; /* library removal is done by the shared Lua sandbox chunk */
+  lua_createtable(s->L, 0, 1);
+  lua_pushcfunction(s->L, new_uds);
+  lua_setfield(s->L, -2, "newuds");
+  lua_setglobal(s->L, "__meshext_engine");
   lua_settop(s->L, 0);
   if (napi_create_external(env, s, finalize_state, NULL, &ext) != napi_ok) {
     lua_close(s->L);
@@ -654,6 +667,11 @@ static napi_value js_start_hook(napi_env env, napi_callback_info info) {
   int status = rc == 0 ? 0 : rc == LUA_YIELD ? 1 : 2;
   int top = lua_gettop(T);
   if (status == 0 && top == 0) {
+    /* finished: back to the pool now, which spares the driver a release() crossing per hook */
+    if (s->npool < POOL_MAX) {
+      s->pool[s->npool++] = ref;
+      ref = REF_POOLED;
+    }
     napi_create_double(env, used * 67108864.0 + status * 16777216.0 + ref, &out);
     return out;
   }
