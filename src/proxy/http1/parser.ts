@@ -74,6 +74,14 @@ const BAD_CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/;
 /** A CR not followed by LF, or an LF not preceded by CR. */
 const BARE_CR_LF = /\r(?!\n)|(?<!\r)\n/;
 const DIGITS = /^[0-9]{1,15}$/;
+/** tchar (RFC 9110 §5.6.2) by byte: header names are checked while scanning for the head's end. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
+for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
+for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
+/** Envoy's max_headers_count default. */
+const MAX_HEADER_LINES = 100;
 const MAX_CHUNK_LINE = 4096;
 
 function isOws(c: number): boolean {
@@ -99,6 +107,16 @@ export class Http1Parser {
   #remaining = 0;
   #paused = false;
   #crlfSeen = 0;
+  /**
+   * Head scan state, kept across reads so a head arriving in pieces is scanned once, not again
+   * from its start on every read. Offsets are relative to the head's first byte; `#fields` holds
+   * (start, colon, end) per header line.
+   */
+  #scanAt = 0;
+  #lineStart = 0;
+  #colon = -1;
+  #firstLineEnd = -1;
+  readonly #fields: number[] = [];
   /** Responses: the request was HEAD, so the response has no body whatever its headers say. */
   noBodyExpected = false;
 
@@ -170,13 +188,11 @@ export class Http1Parser {
           // RFC 9112 §2.2: ignore empty lines before a request-line (clients add CRLF after bodies).
           while (pos + 1 < len && buf[pos] === 13 && buf[pos + 1] === 10) pos += 2;
           if (pos >= len) return;
-          const end = buf.indexOf(HEAD_END, pos);
+          const end = this.#scanHead(buf, pos, len);
           if (end < 0) {
-            if (len - pos > this.maxHeaderBytes) throw new Http1ParseError('headers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
             this.#pending = Buffer.from(buf.subarray(pos)); // a copy: the reader may reuse its buffer
             return;
           }
-          if (end - pos > this.maxHeaderBytes) throw new Http1ParseError('headers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
           const head = this.#parseHead(buf.toString('latin1', pos, end));
           pos = end + 4;
           if (head.status >= 100 && head.status < 200) {
@@ -295,10 +311,65 @@ export class Http1Parser {
     if (this.#paused) this.#state = S_PAUSED_AT_END;
   }
 
+  /**
+   * Finds the end of a head starting at `start` (the index of its final CRLFCRLF, or -1 while
+   * incomplete) and validates every byte on the way: no bare CR/LF, no control characters, header
+   * names made of tchars, at most MAX_HEADER_LINES lines, maxHeaderBytes in all. One pass in
+   * JavaScript over the bytes costs a fraction of a native indexOf plus two regular expressions.
+   */
+  #scanHead(buf: Buffer, start: number, len: number): number {
+    const limit = Math.min(len, start + this.maxHeaderBytes + 4);
+    let i = start + this.#scanAt;
+    let lineStart = start + this.#lineStart;
+    let colon = this.#colon < 0 ? -1 : start + this.#colon;
+    const fields = this.#fields;
+    for (; i < limit; i++) {
+      const c = buf[i]!;
+      if (c === 13) {
+        if (i + 1 >= len) break; // the LF has not arrived yet: rescan this CR next time
+        if (buf[i + 1] !== 10) throw new Http1ParseError('bare CR in message head');
+        if (i === lineStart) {
+          // The empty line: the head ends here.
+          this.#scanAt = 0;
+          this.#lineStart = 0;
+          this.#colon = -1;
+          return i - 2;
+        }
+        if (this.#firstLineEnd < 0) {
+          this.#firstLineEnd = i - start;
+        } else {
+          if (colon < 0) throw new Http1ParseError('header line without a colon');
+          if (fields.length >= MAX_HEADER_LINES * 3) throw new Http1ParseError('too many headers', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
+          fields.push(lineStart - start, colon - start, i - start);
+        }
+        i++;
+        lineStart = i + 1;
+        colon = -1;
+        continue;
+      }
+      if (c === 10) throw new Http1ParseError('bare LF in message head');
+      if ((c < 32 && c !== 9) || c === 127) throw new Http1ParseError('invalid character in message head');
+      if (colon < 0 && this.#firstLineEnd >= 0) {
+        if (c === 58) {
+          if (i === lineStart) throw new Http1ParseError('empty header name');
+          colon = i;
+        } else if (TCHAR[c] === 0) {
+          throw new Http1ParseError(c === 32 || c === 9 ? (i === lineStart ? 'obsolete line folding is not allowed' : 'whitespace in header name') : 'invalid header name');
+        }
+      }
+    }
+    if (i - start > this.maxHeaderBytes) throw new Http1ParseError('headers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
+    this.#scanAt = i - start;
+    this.#lineStart = lineStart - start;
+    this.#colon = colon < 0 ? -1 : colon - start;
+    return -1;
+  }
+
+  /** Builds the head from its text (without the final CRLFCRLF) and the scanned field offsets. */
   #parseHead(text: string): Http1Head {
-    checkHeadBytes(text);
-    let lineEnd = text.indexOf('\r\n');
-    if (lineEnd < 0) lineEnd = text.length;
+    let lineEnd = this.#firstLineEnd;
+    this.#firstLineEnd = -1;
+    if (lineEnd < 0) lineEnd = text.length; // a head that is only a start line
     const head: Http1Head = {
       method: '',
       target: '',
@@ -315,7 +386,18 @@ export class Http1Parser {
     };
     if (this.isRequest) parseRequestLine(text, lineEnd, head);
     else parseStatusLine(text, lineEnd, head);
-    parseFields(text, lineEnd + 2, head.names, head.values);
+    const f = this.#fields;
+    const names = head.names;
+    const values = head.values;
+    for (let k = 0; k < f.length; k += 3) {
+      let vs = f[k + 1]! + 1;
+      let ve = f[k + 2]!;
+      while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
+      while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
+      names.push(text.slice(f[k]!, f[k + 1]!).toLowerCase());
+      values.push(text.slice(vs, ve));
+    }
+    f.length = 0;
     this.#frame(head);
     return head;
   }
