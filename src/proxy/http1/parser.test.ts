@@ -270,6 +270,15 @@ describe('request strictness (Envoy defaults)', () => {
     assert.equal(c.messages.length, 1);
   });
 
+  test('a bare LF or CR is rejected as soon as it arrives, without waiting for the end of the head', () => {
+    for (const partial of ['GET / HTTP/1.1\nHost: h\n\n', 'GET / HTTP/1.1\r\nHost: h\nX: y', 'GET / HTTP/1.1\r\nHost: h\rX: y']) {
+      for (const parts of splits(partial)) {
+        const c = collector(true);
+        assert.throws(() => feed(c, parts), (e: unknown) => e instanceof Http1ParseError && e.status === 400, JSON.stringify(partial));
+      }
+    }
+  });
+
   test('trailers over the limit → 431', () => {
     const c = collector(true, { maxHeaderBytes: 1024 });
     assert.throws(
