@@ -102,3 +102,45 @@ test('short-string cache: same answers as a decode, under collisions, evictions 
   assert.equal(values.get(mem, 0, 3), decodeString(mem, 0, 3));
   assert.equal(values.get(mem, 0, 0), '');
 });
+
+test('cached memory views: host calls see memory grown by the allocator and by the plugin itself', async () => {
+  const { buildWat } = await import('./helpers/build.ts');
+  const { plugin, factory } = await import('./helpers/fixtures.ts');
+  const { exchange } = await import('./helpers/driver.ts');
+  // malloc grows memory by one page on every call and hands out the new page, so each value the
+  // host returns lands beyond the buffer its cached view was made for. on_response_headers grows
+  // memory, writes the header name and value into the new page and adds them, then echoes the
+  // request value it got back (copied from the allocator's page) as a second header.
+  const wat = `(module
+    (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+    (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 1024) "x-number")
+    (data (i32.const 1040) "x-echo")
+    (global $vp (mut i32) (i32.const 0))
+    (global $vl (mut i32) (i32.const 0))
+    (func (export "malloc") (param $n i32) (result i32)
+      (i32.mul (memory.grow (i32.const 1)) (i32.const 65536)))
+    (func (export "proxy_abi_version_0_2_1"))
+    (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+      (drop (call $get (i32.const 0) (i32.const 1024) (i32.const 8) (i32.const 2000) (i32.const 2004)))
+      (global.set $vp (i32.load (i32.const 2000)))
+      (global.set $vl (i32.load (i32.const 2004)))
+      (i32.const 0))
+    (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (local $p i32)
+      (local.set $p (i32.mul (memory.grow (i32.const 1)) (i32.const 65536)))
+      ;; "x-new" = 78 2d 6e 65 77, value "grown" = 67 72 6f 77 6e
+      (i64.store (local.get $p) (i64.const 0x6f726777656e2d78))
+      (i32.store16 (i32.add (local.get $p) (i32.const 8)) (i32.const 0x6e77))
+      (drop (call $add (i32.const 2) (local.get $p) (i32.const 5) (i32.add (local.get $p) (i32.const 5)) (i32.const 5)))
+      (drop (call $add (i32.const 2) (i32.const 1040) (i32.const 6) (global.get $vp) (global.get $vl)))
+      (i32.const 0)))`;
+  const p = await plugin(await buildWat(wat), { cpuBudgetMs: 0, maxPages: 0 });
+  assert.equal(p.state, 'ready', p.reason);
+  for (const n of ['7', '12345']) {
+    const ex = await exchange(factory(p), { headers: [[':method', 'GET'], [':path', '/'], [':authority', 'h'], ['x-number', n]] });
+    assert.equal(ex.response?.headers.get('x-new'), 'grown', 'key and value read from a page grown inside the callback');
+    assert.equal(ex.response?.headers.get('x-echo'), n, 'value written into a page the allocator had just grown');
+  }
+  assert.ok(p.vm!.memoryBytes() >= 5 * 65536, 'memory grew on every allocation');
+});
