@@ -31,7 +31,8 @@ local newproxy, getmetatable, tonumber, floor = newproxy, getmetatable, tonumber
 -- there is no side table to maintain: getmetatable(obj) gives the fields. An object belongs to the
 -- run segment it was made in; the handle's seg changes at every yield (-2 while suspended, the new
 -- segment after, -1 once the hook ended), which is how everything "dies" as Envoy's markDead has it.
--- Host calls are also checked in JS against (cid, seg), which covers handles of other hooks.
+-- Host calls are also checked in JS against (cid, seg), but hook ids are reused and segments
+-- restart at 1, so every method checks its object's seg against its own handle's first.
 local mk
 local dsm = debug.setmetatable -- captured before the sandbox removes debug
 if ENG and ENG.newuds then
@@ -138,7 +139,7 @@ local function hiter(self)
 end
 function HM:get(k)
   local d = getmetatable(self)
-  if d == nil then error(DEAD, 2) end
+  if d == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   if type(k) ~= "string" then k = cstr(k, 1, "get") end
   local v, e = hget(d.cid, d.seg, d.w, k)
   if v == false then error(e, 2) end
@@ -157,7 +158,7 @@ local function mut(d)
 end
 function HM:add(k, v)
   local d = getmetatable(self)
-  if d == nil then error(DEAD, 2) end
+  if d == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   if type(k) ~= "string" then k = cstr(k, 1, "add") end
   if type(v) ~= "string" then v = cstr(v, 2, "add") end
   if d.iter then error("header map cannot be modified while iterating", 2) end
@@ -166,7 +167,7 @@ function HM:add(k, v)
 end
 function HM:replace(k, v)
   local d = getmetatable(self)
-  if d == nil then error(DEAD, 2) end
+  if d == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   if type(k) ~= "string" then k = cstr(k, 1, "replace") end
   if type(v) ~= "string" then v = cstr(v, 2, "replace") end
   if d.iter then error("header map cannot be modified while iterating", 2) end
@@ -237,7 +238,7 @@ end
 local DM = {}
 function DM:get(ns)
   local d = getmetatable(self)
-  if d == nil then error(DEAD, 2) end
+  if d == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   if type(ns) ~= "string" then ns = cstr(ns, 1, "get") end
   local v, e = dmget(d.cid, d.seg, ns)
   if v == false then error(e, 2) end
@@ -245,7 +246,7 @@ function DM:get(ns)
 end
 function DM:set(ns, k, v)
   local d = getmetatable(self)
-  if d == nil then error(DEAD, 2) end
+  if d == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   if type(ns) ~= "string" then ns = cstr(ns, 1, "set") end
   if type(k) ~= "string" then k = cstr(k, 2, "set") end
   if d.iter then error("dynamic metadata map cannot be modified while iterating", 2) end
