@@ -47,6 +47,15 @@ export function isWritableHeader(name: string, value: string): boolean {
   return true;
 }
 
+function isDigits(v: string): boolean {
+  if (v.length === 0 || v.length > 15) return false;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
 /** Facts about a head's headers gathered while serializing them. */
 export interface SerializedHeaders {
   text: string;
@@ -71,6 +80,8 @@ export function serializeHeaders(headers: HeaderMap, keepTeTrailers: boolean, sk
       if (!(keepTeTrailers && n === 'te' && v === 'trailers')) continue;
     } else if (n === 'content-length') {
       if (contentLength !== undefined) continue; // duplicates were rejected or joined upstream; write one
+      // A filter-set value that is not a number is not framing (the body would go out undelimited).
+      if (!isDigits(v)) continue;
       contentLength = v;
     } else if (skipHost && n === 'host') {
       continue;
