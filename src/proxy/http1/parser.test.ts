@@ -279,6 +279,15 @@ describe('request strictness (Envoy defaults)', () => {
     }
   });
 
+  test('more than 100 header lines (Envoy max_headers_count) → 431; 100 are fine', () => {
+    const head = (n: number) => 'GET / HTTP/1.1\r\n' + Array.from({ length: n }, (_, i) => `x-h${i}: v\r\n`).join('') + '\r\n';
+    const ok = collector(true);
+    feed(ok, [head(100)]);
+    assert.equal(ok.messages[0]!.head.names.length, 100);
+    const c = collector(true);
+    assert.throws(() => feed(c, [head(101)]), (e: unknown) => e instanceof Http1ParseError && e.status === 431);
+  });
+
   test('trailers over the limit → 431', () => {
     const c = collector(true, { maxHeaderBytes: 1024 });
     assert.throws(
