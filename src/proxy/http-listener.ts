@@ -176,13 +176,21 @@ export class HttpListener implements StreamContext, Http1StreamHost {
       server = net.createServer({ noDelay: true }, (socket) => {
         onSocket(socket);
         // Sniff the HTTP/2 connection preface (Envoy codec AUTO): a client with prior knowledge
-        // starts with "PRI * HTTP/2.0"; anything else is HTTP/1.x.
-        socket.once('data', (chunk: Buffer) => {
+        // starts with "PRI * HTTP/2.0"; anything else is HTTP/1.x. Reads that are still a prefix
+        // of the preface (a first segment of just "P") wait for more bytes before deciding.
+        let seen: Buffer | undefined;
+        const sniff = (chunk: Buffer) => {
+          const bytes = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+          const n = Math.min(bytes.length, H2_PREFACE.length);
+          const prefixMatches = bytes.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+          if (prefixMatches && n < H2_PREFACE.length) {
+            seen = bytes;
+            return;
+          }
+          socket.off('data', sniff);
           socket.pause();
-          socket.unshift(chunk);
-          const n = Math.min(chunk.length, H2_PREFACE.length);
-          const isH2 = n > 0 && chunk.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-          if (isH2) {
+          socket.unshift(bytes);
+          if (prefixMatches) {
             // node:http2 reads what is already buffered on the socket itself (on the next tick);
             // resuming here would flow the preface away to no listener.
             h2.emit('connection', socket);
@@ -190,6 +198,11 @@ export class HttpListener implements StreamContext, Http1StreamHost {
             this.#acceptHttp1(socket);
             socket.resume();
           }
+        };
+        socket.on('data', sniff);
+        socket.once('end', () => {
+          // Closed before a decision (e.g. a lone "P"): nothing to serve.
+          if (socket.listeners('data').includes(sniff)) socket.destroy();
         });
       });
     }

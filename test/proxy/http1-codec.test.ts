@@ -443,6 +443,23 @@ test('pipelining: 20 requests in one write get 20 responses in order', async () 
   assertBurst(responses, 20);
 });
 
+test('an HTTP/1.1 request whose first segment is only "P" (a prefix of the HTTP/2 preface) is served as HTTP/1.1', async () => {
+  const s = await connect();
+  const st = collect(s);
+  try {
+    s.write('P');
+    // Let the lone byte arrive as its own read before the rest.
+    await new Promise((r) => setTimeout(r, 50));
+    s.write('OST /p-first HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi');
+    await readUntil(s, (g) => completeResponses(g) >= 1, st);
+    const [res] = parseResponses(st.got);
+    assert.equal(res!.status, 200);
+    assert.equal((JSON.parse(res!.body) as Echo).url, '/p-first');
+  } finally {
+    s.destroy();
+  }
+});
+
 test('pipelining: 20 requests written byte by byte get 20 responses in order', async () => {
   const s = await connect();
   const st = collect(s);
