@@ -118,7 +118,7 @@ export class HeaderMap {
     return copy;
   }
 
-  /** One string per name, repeated values joined with ", " (HTTP/1.1 trailers via node:http). */
+  /** One string per name, repeated values joined with ", " (node:http2 compatibility-API trailers). */
   toJoinedObject(): Record<string, string> {
     const out: Record<string, string> = {};
     for (let i = 0; i < this.names.length; i++) {

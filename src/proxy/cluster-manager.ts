@@ -1,6 +1,6 @@
 /**
  * Clusters of the bootstrap: endpoint selection (round robin) and upstream connection pools
- * (undici for HTTP/1.1, node:http2 sessions for HTTP/2). Used by the router and by extensions'
+ * (our HTTP/1.1 keep-alive pools in http1/client.ts, node:http2 sessions for HTTP/2). Used by the router and by extensions'
  * HTTP callouts (Proxy-Wasm http_call, Lua httpCall).
  */
 import type { HeaderMap } from '../filters/header-map.ts';

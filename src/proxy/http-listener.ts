@@ -46,7 +46,7 @@ interface ListenerStats {
   cxActive: Gauge;
 }
 
-/** Idle keep-alive HTTP/1.1 connections close after this (node:http's former keepAliveTimeout). */
+/** Idle keep-alive HTTP/1.1 connections close after this. */
 const H1_IDLE_TIMEOUT_MS = 60_000;
 /** Envoy's max_request_headers_kb default (60 KiB); larger heads get 431. */
 const MAX_REQUEST_HEADER_BYTES = 60 * 1024;
@@ -54,16 +54,16 @@ const MAX_REQUEST_HEADER_BYTES = 60 * 1024;
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
 /**
- * `Expect: 100-continue` is answered by the proxy itself (node:http/http2 send the interim
- * 100 Continue) and not forwarded, as Envoy does with proxy_100_continue off. Forwarding it would
- * also fail every such request on an HTTP/1.1 upstream: undici rejects an `expect` header.
+ * `Expect: 100-continue` is answered by the proxy itself (the HTTP/1.1 codec and node:http2 send
+ * the interim 100 Continue) and not forwarded, as Envoy does with proxy_100_continue off.
  */
-/** `http(s)://authority/path?query` → authority, path-and-query. */
-const ABSOLUTE_URL = /^https?:\/\/([^/?#]+)([^#]*)/i;
-
 function isExpectContinue(v: string): boolean {
   return v.length === 12 && v.toLowerCase() === '100-continue';
 }
+
+/** `http(s)://authority/path?query` → authority, path-and-query. */
+const ABSOLUTE_URL = /^https?:\/\/([^/?#]+)([^#]*)/i;
+
 
 export class HttpListener implements StreamContext, Http1StreamHost {
   readonly config: ListenerConfig;
