@@ -61,7 +61,7 @@ function category(url: string, fn: string): string {
   if (fn === '(garbage collector)') return 'GC';
   if (fn === '(program)') return 'V8/native (program)';
   if (!url) return 'native/VM';
-  if (url.startsWith('wasm://')) return 'wasm code (in passthrough: undici\'s llhttp parser)';
+  if (url.startsWith('wasm://')) return 'wasm code (extensions)';
   if (url.startsWith('node:')) return url.startsWith('node:internal/deps/undici') ? 'undici (bundled)' : `node core (${url.split('/').slice(0, 3).join('/').replace('node:internal/', '')})`;
   if (url.includes('node_modules/undici')) return 'undici (npm)';
   if (url.includes('node_modules/')) return `npm: ${url.split('node_modules/')[1]!.split('/')[0]}`;
