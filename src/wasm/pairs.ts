@@ -24,6 +24,9 @@ export function decodeString(bytes: Uint8Array, start: number, len: number): str
   return decoder.decode(bytes.subarray(start, start + len));
 }
 
+const CACHE_WIDTH_BITS = 5; // strings up to 32 bytes
+const CACHE_SLOT_BITS = 9; // 512 slots
+
 /**
  * Short strings a plugin passes (header names, small values, property paths) repeat on every
  * request: a direct-mapped cache from their bytes to the decoded string spares the decode and its
@@ -31,11 +34,9 @@ export function decodeString(bytes: Uint8Array, start: number, len: number): str
  * hash and one copy more than a plain decode. `lower` caches the lower-cased string (header names).
  */
 export class ShortStringCache {
-  static readonly WIDTH = 32;
-  static readonly SLOTS = 512;
-  readonly #bytes = new Uint8Array(ShortStringCache.SLOTS * ShortStringCache.WIDTH);
-  readonly #len = new Int8Array(ShortStringCache.SLOTS).fill(-1);
-  readonly #str: string[] = new Array<string>(ShortStringCache.SLOTS).fill('');
+  readonly #bytes = new Uint8Array(1 << (CACHE_SLOT_BITS + CACHE_WIDTH_BITS));
+  readonly #len = new Int8Array(1 << CACHE_SLOT_BITS).fill(-1);
+  readonly #str: string[] = new Array<string>(1 << CACHE_SLOT_BITS).fill('');
   readonly #lower: boolean;
 
   constructor(lower: boolean) {
@@ -43,11 +44,11 @@ export class ShortStringCache {
   }
 
   get(bytes: Uint8Array, start: number, len: number): string {
-    if (len > 32 || len === 0) return this.#decode(bytes, start, len);
+    if (len > (1 << CACHE_WIDTH_BITS) || len === 0) return this.#decode(bytes, start, len);
     // Length and three sampled bytes pick the slot; the full compare below decides.
     const h = Math.imul(len ^ (bytes[start]! << 8) ^ (bytes[start + (len >> 1)]! << 16) ^ (bytes[start + len - 1]! << 24), 0x9e3779b1);
-    const slot = h >>> 23; // 512 slots
-    const at = slot << 5; // × WIDTH
+    const slot = h >>> (32 - CACHE_SLOT_BITS);
+    const at = slot << CACHE_WIDTH_BITS;
     const cache = this.#bytes;
     if (this.#len[slot] === len) {
       let i = 0;
