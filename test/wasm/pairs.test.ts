@@ -72,4 +72,15 @@ test('byte pairs (property maps) and string helpers', () => {
     assert.equal(encodeStringInto(s, out, 1), Buffer.byteLength(s));
     assert.equal(decodeString(out, 1, Buffer.byteLength(s)), s);
   }
+  // Lone surrogates (U+FFFD, 3 bytes) and long strings (the native path): the length the host
+  // allocates must be exactly what the encoder writes, or it would write past the allocation.
+  const long = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36';
+  for (const s of ['\ud800é', '\ud800', 'a\udc00b', '\ude42\ud83d', '\ud83d\ude42', long, `${long}\ud800é🙂日`, 'x'.repeat(23) + 'é', 'x'.repeat(24) + 'é']) {
+    const n = utf8Length(s);
+    assert.equal(n, new TextEncoder().encode(s).length, JSON.stringify(s));
+    const out = new Uint8Array(n + 2).fill(0xaa);
+    assert.equal(encodeStringInto(s, out, 1), n, JSON.stringify(s));
+    assert.equal(out[0], 0xaa);
+    assert.equal(out[n + 1], 0xaa, 'nothing written past the length');
+  }
 });
