@@ -189,8 +189,16 @@ async function main(): Promise<void> {
     // Keep the committed run and replace only the sections run now (e.g. a profile re-run).
     const base = JSON.parse(readFileSync(summary, 'utf8')) as Report;
     if (sections.has('macro')) {
-      base.cells = report.cells;
-      base.scenarios = report.scenarios;
+      if (onlyScenarios) {
+        // Replace only the scenarios re-run now; the others keep their committed cells.
+        const rerun = new Set(onlyScenarios);
+        base.cells = [...base.cells.filter((c) => !rerun.has(c.scenario)), ...report.cells];
+        const order = scenarios().map((sc) => sc.id);
+        base.scenarios = [...base.scenarios.filter((sc) => !rerun.has(sc.id)), ...report.scenarios].sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
+      } else {
+        base.cells = report.cells;
+        base.scenarios = report.scenarios;
+      }
     }
     if (sections.has('memory')) base.memory = report.memory;
     if (sections.has('micro')) base.micro = report.micro;

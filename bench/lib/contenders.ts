@@ -67,6 +67,11 @@ export async function startUpstream(work: string): Promise<Started> {
   writeFileSync(
     conf,
     `# The bench's upstream: a fixed small 200 for everyone, one worker, pinned to the load core.
+# Requests with a body are answered only after the body was read (as a real application does):
+# 'return' alone answers at once, and a proxy that forwards headers before the body (meshext with
+# a Proxy-Wasm body reader, as Envoy) would see the stream end before its body was complete.
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 worker_processes 1;
 daemon off;
 pid ${dir}/nginx.pid;
@@ -81,11 +86,19 @@ http {
   scgi_temp_path ${dir}/scgi;
   keepalive_requests 10000000;
   keepalive_timeout 300s;
-  # Uploads are read and discarded by 'return'; no size limit for the 1 MiB scenario.
+  # No size limit for the 1 MiB scenario; bodies stay in memory.
   client_max_body_size 0;
+  client_body_buffer_size 2m;
   server {
     listen 127.0.0.1:${PORTS.upstream} backlog=4096;
-    location / { return 200 ${JSON.stringify(UPSTREAM_BODY)}; }
+    location / {
+      if ($request_method = POST) { rewrite ^ /read-body last; }
+      return 200 ${JSON.stringify(UPSTREAM_BODY)};
+    }
+    location = /read-body {
+      internal;
+      content_by_lua_block { ngx.req.read_body() ngx.print(${JSON.stringify(UPSTREAM_BODY)}) }
+    }
   }
 }
 `,
