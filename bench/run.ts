@@ -192,8 +192,8 @@ async function main(): Promise<void> {
       if (onlyScenarios) {
         // Replace only the scenarios re-run now; the others keep their committed cells.
         const rerun = new Set(onlyScenarios);
-        base.cells = [...base.cells.filter((c) => !rerun.has(c.scenario)), ...report.cells];
         const order = scenarios().map((sc) => sc.id);
+        base.cells = [...base.cells.filter((c) => !rerun.has(c.scenario)), ...report.cells].sort((a, b) => order.indexOf(a.scenario) - order.indexOf(b.scenario));
         base.scenarios = [...base.scenarios.filter((sc) => !rerun.has(sc.id)), ...report.scenarios].sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
       } else {
         base.cells = report.cells;
@@ -203,7 +203,7 @@ async function main(): Promise<void> {
     if (sections.has('memory')) base.memory = report.memory;
     if (sections.has('micro')) base.micro = report.micro;
     if (sections.has('profile')) base.profile = report.profile;
-    base.reruns = [...(base.reruns ?? []), { sections: [...sections], date: report.date, seconds: report.durationSeconds }];
+    base.reruns = [...(base.reruns ?? []), { sections: [...sections], scenarios: onlyScenarios, date: report.date, seconds: report.durationSeconds }];
     report = base;
   }
   if (!quick || argv.includes('--write') || argv.includes('--merge')) {

@@ -27,7 +27,7 @@ export interface Report {
   settings: { warmSeconds: number; runSeconds: number; runs: number; latencySeconds: number; maxExtraRuns: number };
   durationSeconds: number;
   /** Sections re-run later and merged in (run.ts --merge). */
-  reruns?: Array<{ sections: string[]; date: string; seconds: number }>;
+  reruns?: Array<{ sections: string[]; scenarios?: string[]; date: string; seconds: number }>;
 }
 
 const ok = (c: CellResult | undefined): c is CellResult => c !== undefined && c.status === 'ok';
@@ -161,11 +161,11 @@ export function renderReport(r: Report, plots: string[]): string {
     '',
     '## Machine and method',
     '',
-    ...(r.reruns ?? []).map((x) => `- **Re-run and merged:** ${x.sections.join(', ')} on ${x.date.slice(0, 16).replace('T', ' ')} UTC (${Math.round(x.seconds)} s).`),
+    ...(r.reruns ?? []).map((x) => `- **Re-run and merged:** ${x.sections.join(', ')}${x.scenarios ? ` (${x.scenarios.join(', ')})` : ''} on ${x.date.slice(0, 16).replace('T', ' ')} UTC (${Math.round(x.seconds)} s).`),
     `- **Machine:** \`nproc\` = ${m.nproc}, ${m.model}, Linux ${m.kernel}, ${m.memGiB} GiB RAM; Node ${m.node} for meshext.`,
     `- **Peers and tools:** ${Object.entries(r.tools).map(([k, v]) => `${k} ${v.replace(/^(nginx\/|HAProxy version |wrk |h2load )/, '')}`).join('; ')}.`,
     `- **Priority:** ${r.niceness ? `proxies, upstream and load generators ran under \`nice -n ${r.niceness}\`` : 'normal (nice 0), competing equally with whatever else ran on the machine'}.`,
-    '- **Layout:** wrk/h2load and the upstream (nginx `return 200` with a 30-byte body, one worker) share core 0; the proxy under test runs alone on core 1 (`taskset`), the same for every contender; one worker/thread each (meshext `--concurrency 1`). All traffic on 127.0.0.1.',
+    '- **Layout:** wrk/h2load and the upstream (nginx `return 200` with a 30-byte body, reading POST bodies before answering, one worker) share core 0; the proxy under test runs alone on core 1 (`taskset`), the same for every contender; one worker/thread each (meshext `--concurrency 1`). All traffic on 127.0.0.1.',
     `- **Runs:** per cell, a ${s.warmSeconds} s warm-up, then ${s.runs} runs of ${s.runSeconds} s (HTTP/1.1: wrk, 1 thread, 50 keep-alive connections; HTTP/2: h2load 10 connections x 10 streams). Tables give the median and the spread (± half the max–min range over the median).`,
     `- **Proxy CPU per request:** utime+stime of the proxy's process tree from /proc/<pid>/stat over each run, divided by the requests served. It is the fairest figure where the load core saturates before the proxy core ("proxy core busy" shows how loaded core 1 was).`,
     `- **Busy machine:** this is a shared development machine. Each run records the CPU used by processes outside the measurement (all CPU minus the proxy, the upstream, the load generator and the bench). A run with more than ${BUSY_THRESHOLD_CORES} cores of such foreign CPU (or any steal) is flagged; the bench waits briefly for a quiet machine before each run, re-runs flagged cells up to ${s.maxExtraRuns} times, and computes the median over unflagged runs when at least two exist. "runs (busy)" counts them. Before this run: ${r.idleBefore.foreignCores.toFixed(2)} cores foreign, load average ${r.idleBefore.loadavg1}.`,
