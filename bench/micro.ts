@@ -19,6 +19,8 @@ import { StatsStore } from '../src/observability/stats.ts';
 import { getRuntime, type WorkerServices } from '../src/proxy/extension-runtime.ts';
 import { FilterManager, type DownstreamCodec, type StreamContext } from '../src/proxy/filter-manager.ts';
 import { Clusters } from '../src/proxy/upstream.ts';
+import { Http1Parser, type Http1Events } from '../src/proxy/http1/parser.ts';
+import { serializeHeaders } from '../src/proxy/http1/wire.ts';
 import { decodePairs, encodePairsInto, pairsSize } from '../src/wasm/pairs.ts';
 import { LUA_PARITY } from './lib/contenders.ts';
 import type { MicroRow } from './lib/micro-runner.ts';
@@ -101,6 +103,38 @@ add('Proxy-Wasm pairs codec', 'encode 10 headers (size + encodeInto)', () => {
 });
 add('Proxy-Wasm pairs codec', 'decode 10 headers', () => {
   sink += decodePairs(pairBuf, 0, encodedLen)!.length;
+});
+
+// ---------------------------------------------------------------- HTTP/1.1 codec
+// The heads every proxied request costs: one request parsed downstream, one response parsed
+// upstream, and both heads serialized again.
+const H1 = 'HTTP/1.1 codec';
+const rawRequest = Buffer.from(
+  'GET /api/v1/items?page=2 HTTP/1.1\r\nHost: shop.example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n' +
+    'X-Request-Id: 5e0c2b8e-6d0c-4c55-9d1e-2f6b8d3f1a77\r\nX-Number: 7\r\nCookie: session=abc123; theme=dark\r\n\r\n',
+  'latin1',
+);
+const rawResponse = Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 30\r\nDate: Tue, 01 Dec 2026 21:00:00 GMT\r\n\r\nhello from the bench upstream\n', 'latin1');
+const h1Events: Http1Events = {
+  onHead: (h) => {
+    sink += h.names.length;
+  },
+  onBody: (b) => {
+    sink += b.length;
+  },
+  onComplete: () => {},
+};
+const requestParser = new Http1Parser(true, h1Events);
+const responseParser = new Http1Parser(false, h1Events);
+add(H1, 'parse a request head (7 headers)', () => requestParser.execute(rawRequest));
+add(H1, 'parse a response (4 headers + 30-byte body)', () => responseParser.execute(rawResponse));
+const requestMap = HeaderMap.fromPairs(REQUEST);
+const responseMap = HeaderMap.fromPairs(RESPONSE);
+add(H1, 'serialize request headers (upstream)', () => {
+  sink += serializeHeaders(requestMap, true, true).text.length;
+});
+add(H1, 'serialize response headers (downstream)', () => {
+  sink += serializeHeaders(responseMap, false, false).text.length;
 });
 
 // ---------------------------------------------------------------- filter chain
@@ -258,7 +292,7 @@ for (const t of bench.tasks) {
   const ns = (r.latency.mean * 1e6) / p.perCall;
   rows.push({ group, name, ns, rme: r.latency.rme, opsPerSec: 1e9 / ns });
 }
-const order = (g: string) => ['header map (10 headers)', 'Proxy-Wasm pairs codec', 'filter chain pass (request + response headers)', extGroup].indexOf(g);
+const order = (g: string) => ['header map (10 headers)', 'Proxy-Wasm pairs codec', H1, 'filter chain pass (request + response headers)', extGroup].indexOf(g);
 rows.sort((a, b) => order(a.group) - order(b.group));
 if (json) console.log(`MICROJSON ${JSON.stringify(rows)}`);
 else for (const r of rows) console.log(`${r.group} | ${r.name} | ${Number.isFinite(r.ns) ? `${r.ns.toFixed(0)} ns` : `n/a (${r.note})`}`);
