@@ -81,6 +81,7 @@ export class HttpListener implements StreamContext, Http1StreamHost {
   #activeStreams = 0;
   #draining = false;
   #drainWaiters: (() => void)[] = [];
+  #idleSweep: NodeJS.Timeout | undefined;
   readonly #tls: boolean;
 
   constructor(config: ListenerConfig, chain: readonly HttpFilterFactory[], routes: RouteTable | undefined, stats: StatsStore, observer: StreamObserver) {
@@ -132,6 +133,11 @@ export class HttpListener implements StreamContext, Http1StreamHost {
   }
 
   async listen(): Promise<void> {
+    // Idle HTTP/1.1 connections close after H1_IDLE_TIMEOUT_MS without a request (see sweepIdle).
+    this.#idleSweep = setInterval(() => {
+      for (const c of this.#h1Connections) c.sweepIdle();
+    }, H1_IDLE_TIMEOUT_MS / 4);
+    this.#idleSweep.unref();
     const onSocket = (socket: net.Socket) => {
       this.#stats.cxTotal.inc();
       this.#stats.cxActive.add(1);
@@ -217,7 +223,7 @@ export class HttpListener implements StreamContext, Http1StreamHost {
   }
 
   #acceptHttp1(socket: net.Socket): Http1ServerConnection {
-    const conn = new Http1ServerConnection(socket, this, { idleTimeoutMs: H1_IDLE_TIMEOUT_MS, maxHeaderBytes: MAX_REQUEST_HEADER_BYTES });
+    const conn = new Http1ServerConnection(socket, this, { maxHeaderBytes: MAX_REQUEST_HEADER_BYTES });
     this.#h1Connections.add(conn);
     if (this.#draining) conn.closeAfterResponse = true;
     return conn;
@@ -412,6 +418,7 @@ export class HttpListener implements StreamContext, Http1StreamHost {
 
   async close(): Promise<void> {
     this.#draining = true;
+    if (this.#idleSweep !== undefined) clearInterval(this.#idleSweep);
     const server = this.#server;
     for (const s of this.#sockets) s.destroy();
     if (server) await new Promise<void>((r) => server.close(() => r()));

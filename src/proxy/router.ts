@@ -9,6 +9,7 @@ import { DataStatus, HeadersStatus, TrailersStatus, type HttpFilter, type HttpFi
 import type { RouteConfig, RouteMatch } from '../config/types.ts';
 import type { Counter, StatsStore } from '../observability/stats.ts';
 import type { FilterEntry, FilterManager } from './filter-manager.ts';
+import { Deadlines, type DeadlineEntry, type DeadlineList } from './deadlines.ts';
 import type { ResolvedRoute } from './routes.ts';
 import type { Cluster, Clusters, UpstreamFailure, UpstreamRequest, UpstreamResponseHandler } from './upstream.ts';
 
@@ -27,6 +28,8 @@ export class RouterFactory implements HttpFilterFactory {
   readonly clusters: Clusters;
   readonly #stats: StatsStore;
   readonly #clusterStats = new Map<string, ClusterStats>();
+  /** Route timeouts of this worker's streams (one timer per duration, not per request). */
+  readonly deadlines = new Deadlines();
   constructor(clusters: Clusters, stats: StatsStore) {
     this.clusters = clusters;
     this.#stats = stats;
@@ -65,13 +68,17 @@ const FAILURE_REPLY: Record<UpstreamFailure, { status: number; flag: string; det
   overflow: { status: 503, flag: 'UO', details: 'upstream_reset_before_response_started{overflow}', body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow' },
 };
 
-class Router implements HttpFilter, UpstreamResponseHandler {
+class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
   readonly #factory: RouterFactory;
   readonly #cb: FilterEntry;
   readonly #fm: FilterManager;
   #req: UpstreamRequest | undefined;
-  #timer: NodeJS.Timeout | undefined;
   #timeoutMs = 0;
+  #timerStarted = false;
+  dlPrev: DeadlineEntry | undefined = undefined;
+  dlNext: DeadlineEntry | undefined = undefined;
+  dlAt = 0;
+  dlList: DeadlineList | undefined = undefined;
   #responseStarted = false;
   #done = false;
   #cluster: Cluster | undefined;
@@ -170,16 +177,14 @@ class Router implements HttpFilter, UpstreamResponseHandler {
 
   #startTimer(): void {
     this.#fm.markDecodeComplete();
-    if (this.#timeoutMs > 0 && this.#timer === undefined && !this.#done) {
-      this.#timer = setTimeout(() => this.#onTimeout(), this.#timeoutMs);
+    if (this.#timeoutMs > 0 && !this.#timerStarted && !this.#done) {
+      this.#timerStarted = true;
+      this.#factory.deadlines.list(this.#timeoutMs).add(this, performance.now());
     }
   }
 
   #clearTimer(): void {
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
+    this.dlList?.remove(this);
   }
 
   #abort(): void {
@@ -189,8 +194,7 @@ class Router implements HttpFilter, UpstreamResponseHandler {
     this.#req?.abort();
   }
 
-  #onTimeout(): void {
-    this.#timer = undefined;
+  onDeadline(): void {
     if (this.#done) return;
     this.#stats?.rqTimeout.inc();
     this.#req?.abort();

@@ -85,7 +85,23 @@ export class RouteTable {
     this.#prefix.sort((a, b) => b.prefix.length - a.prefix.length);
   }
 
+  /**
+   * Virtual host by the request's exact authority: clients send the same few Host values, and the
+   * lower-casing, port stripping and wildcard scans below cost more than one Map lookup. Bounded;
+   * a route table is rebuilt (and its cache dropped) on every config change.
+   */
+  readonly #byAuthority = new Map<string, CompiledVhost | undefined>();
+
   #vhostFor(authority: string): CompiledVhost | undefined {
+    const cached = this.#byAuthority.get(authority);
+    if (cached !== undefined || this.#byAuthority.has(authority)) return cached;
+    const vh = this.#resolveVhost(authority);
+    if (this.#byAuthority.size >= 1024) this.#byAuthority.clear();
+    this.#byAuthority.set(authority, vh);
+    return vh;
+  }
+
+  #resolveVhost(authority: string): CompiledVhost | undefined {
     let host = authority.toLowerCase();
     let vh = this.#exact.get(host);
     if (vh) return vh;

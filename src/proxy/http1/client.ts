@@ -36,6 +36,8 @@ export interface Http1PoolOptions {
 
 /** Idle keep-alive connections close after this unless the upstream's Keep-Alive hint is shorter. */
 const DEFAULT_IDLE_MS = 4_000;
+/** Idle expiry check interval: connections close up to this much before their limit, never after. */
+const SWEEP_MS = 250;
 /** Methods whose request without a body gets `content-length: 0` (as undici and node:http). */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** Requests safe to send again when a reused connection turns out to be closed (RFC 9110 §9.2.2). */
@@ -61,6 +63,7 @@ export class Http1Pool {
   readonly #waiting: Http1Exchange[] = [];
   #open = 0;
   #closed = false;
+  #sweep: NodeJS.Timeout | undefined;
 
   constructor(options: Http1PoolOptions) {
     this.options = options;
@@ -123,6 +126,20 @@ export class Http1Pool {
     }
     conn.idle();
     this.#idle.push(conn);
+    if (this.#sweep === undefined) {
+      this.#sweep = setInterval(() => this.#sweepIdle(), SWEEP_MS);
+      this.#sweep.unref();
+    }
+  }
+
+  /** Closes connections idle for (nearly) their idle limit; stops when none is idle. */
+  #sweepIdle(): void {
+    const now = performance.now();
+    for (const c of [...this.#idle]) if (now - c.idleSince + SWEEP_MS > c.idleMs) c.socket.destroy();
+    if (this.#idle.length === 0 && this.#sweep !== undefined) {
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    }
   }
 
   /** A connection closed (idle or busy). */
@@ -137,6 +154,8 @@ export class Http1Pool {
 
   close(): void {
     this.#closed = true;
+    if (this.#sweep !== undefined) clearInterval(this.#sweep);
+    this.#sweep = undefined;
     for (const c of this.#idle.splice(0)) c.socket.destroy();
     for (const ex of this.#waiting.splice(0)) ex.fail('connection_failure', new Http1ConnectError('connection pool closed', 'MESHEXT_ERR_POOL_CLOSED'), false);
   }
@@ -148,7 +167,10 @@ class Http1ClientConnection implements Http1Events {
   readonly parser: Http1Parser;
   exchange: Http1Exchange | undefined;
   connected = false;
-  #idleMs = DEFAULT_IDLE_MS;
+  /** How long this connection may stay idle in the pool (the upstream's Keep-Alive hint, capped). */
+  idleMs = DEFAULT_IDLE_MS;
+  /** performance.now() when it last went idle. */
+  idleSince = 0;
   #error: unknown;
   /** Body chunks are views into READ_BUFFER and must be copied before they leave the callback. */
   readonly #copyBody: boolean;
@@ -179,13 +201,12 @@ class Http1ClientConnection implements Http1Events {
     socket.setNoDelay(true);
     socket.once(o.tls ? 'secureConnect' : 'connect', () => {
       this.connected = true;
-      // From now on the timeout is the keep-alive idle limit, armed once: node re-arms it on
-      // socket activity, and a busy connection ignores it (route timeouts cover requests).
-      socket.setTimeout(this.#idleMs);
+      // No socket timeout once connected: Node would re-arm it on every read and write. Idle
+      // expiry is the pool's sweep; busy connections are bounded by route timeouts.
+      socket.setTimeout(0);
     });
     socket.setTimeout(o.connectTimeoutMs, () => {
       if (!this.connected) socket.destroy(new Http1ConnectError(`connect timeout after ${o.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT'));
-      else if (this.exchange === undefined) socket.destroy(); // idle too long
     });
     if (o.tls) socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => {
@@ -209,6 +230,7 @@ class Http1ClientConnection implements Http1Events {
   /** Back in the pool: idle sockets must not keep the process alive, and expire. */
   idle(): void {
     this.socket.unref();
+    this.idleSince = performance.now();
   }
 
   #onRead(n: number, buf: Uint8Array): boolean {
@@ -254,11 +276,7 @@ class Http1ClientConnection implements Http1Events {
     if (ex === undefined) return;
     const keepAliveHint = ex.receiveHead(head);
     if (keepAliveHint > 0) {
-      const ms = Math.max(1000, Math.min(DEFAULT_IDLE_MS, keepAliveHint * 1000 - 1000));
-      if (ms !== this.#idleMs) {
-        this.#idleMs = ms;
-        this.socket.setTimeout(ms);
-      }
+      this.idleMs = Math.max(1000, Math.min(DEFAULT_IDLE_MS, keepAliveHint * 1000 - 1000));
     }
   }
 

@@ -27,8 +27,6 @@ const EMPTY: readonly Buffer[] = [];
 const INVALID_REASON = /[^\t\x20-\x7e\x80-\xff]/;
 
 export interface Http1ServerOptions {
-  /** Close a connection idle this long between requests (Envoy's idle_timeout). */
-  idleTimeoutMs: number;
   maxHeaderBytes: number;
 }
 
@@ -42,6 +40,7 @@ export class Http1ServerConnection implements Http1Events {
   #closed = false;
   #socketPaused = false;
   #readDisabled = false;
+  #idleSweeps = 0;
   /** Connection facts, read once (getpeername/getsockname are syscalls). */
   readonly remote: Address;
   readonly local: Address;
@@ -60,9 +59,19 @@ export class Http1ServerConnection implements Http1Events {
     socket.on('close', () => this.#onClose());
     socket.on('error', () => {});
     socket.on('drain', () => this.#current?.onDrain());
-    socket.setTimeout(options.idleTimeoutMs, () => {
-      if (this.#current === undefined) socket.destroy();
-    });
+  }
+
+  /**
+   * Called by the listener every quarter of the idle timeout: a connection with no request and no
+   * bytes read for four sweeps in a row closes. (A socket timeout would be re-armed by Node on
+   * every read and write; two timer refreshes per request cost more than this.)
+   */
+  sweepIdle(): void {
+    if (this.#current !== undefined) {
+      this.#idleSweeps = 0;
+      return;
+    }
+    if (++this.#idleSweeps > 4) this.socket.destroy();
   }
 
   /** True while a request is being served. */
@@ -77,6 +86,7 @@ export class Http1ServerConnection implements Http1Events {
   }
 
   #onData(chunk: Buffer): void {
+    this.#idleSweeps = 0;
     // Closing (codec error, Connection: close): bytes the client sends after that are never served.
     if (this.socket.writableEnded) return;
     try {
