@@ -278,7 +278,8 @@ export class FilterManager {
     d.headers = headers;
     d.headersOnly = endStream;
     d.endReceived = endStream;
-    if (endStream) this.streamInfo.lastDownstreamRxByteReceived = performance.now();
+    // A bodyless request ended with its head, parsed moments ago when the stream began.
+    if (endStream) this.streamInfo.lastDownstreamRxByteReceived = this.streamInfo.startMono;
     this.iterateHeaders(d, 0, endStream);
   }
 

@@ -7,7 +7,6 @@
  * The filter chain is an array of factories swapped atomically on config changes; a stream keeps
  * the array it started with, so reloads never disturb in-flight or keep-alive requests.
  */
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -23,6 +22,7 @@ import type { Counter, Gauge, StatsStore } from '../observability/stats.ts';
 import { FilterManager, type DownstreamCodec, type StreamContext } from './filter-manager.ts';
 import type { RouteTable } from './routes.ts';
 import { isHopByHop } from './upstream.ts';
+import { newRequestId } from './request-id.ts';
 import { Http1ParseError, type Http1Head } from './http1/parser.ts';
 import { Http1ServerConnection, type Http1ServerStream, type Http1StreamHost } from './http1/server.ts';
 
@@ -295,7 +295,7 @@ export class HttpListener implements StreamContext, Http1StreamHost {
     if (this.config.direction === 'gateway' || !headers.has('x-forwarded-proto')) headers.set('x-forwarded-proto', scheme);
     let rid = headers.get('x-request-id');
     if (!rid) {
-      rid = randomUUID();
+      rid = newRequestId();
       headers.add('x-request-id', rid);
     }
     si.requestId = rid;

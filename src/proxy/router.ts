@@ -147,7 +147,7 @@ class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
     const req = this.#factory.clusters.startRequest(cluster, ep, headers, endStream, this);
     this.#req = req;
     req.onDrain = () => fm.codec.readDisable(false);
-    if (endStream) this.#startTimer();
+    if (endStream) this.#startTimer(this.#upstreamStart);
     return HeadersStatus.StopIteration;
   }
 
@@ -157,7 +157,7 @@ class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
     if (data.length > 0 && !req.write(data)) this.#fm.codec.readDisable(true);
     if (endStream) {
       req.end();
-      this.#startTimer();
+      this.#startTimer(performance.now());
     }
     return DataStatus.StopIterationNoBuffer;
   }
@@ -166,7 +166,7 @@ class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
     const req = this.#req;
     if (req !== undefined && !this.#done) {
       req.end(trailers);
-      this.#startTimer();
+      this.#startTimer(performance.now());
     }
     return TrailersStatus.StopIteration;
   }
@@ -175,11 +175,11 @@ class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
     this.#abort();
   }
 
-  #startTimer(): void {
+  #startTimer(now: number): void {
     this.#fm.markDecodeComplete();
     if (this.#timeoutMs > 0 && !this.#timerStarted && !this.#done) {
       this.#timerStarted = true;
-      this.#factory.deadlines.list(this.#timeoutMs).add(this, performance.now());
+      this.#factory.deadlines.list(this.#timeoutMs).add(this, now);
     }
   }
 
