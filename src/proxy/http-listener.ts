@@ -44,6 +44,7 @@ interface ListenerStats {
   rq5xx: Counter;
   cxTotal: Counter;
   cxActive: Gauge;
+  cxProtocolError: Counter;
 }
 
 /** Idle keep-alive HTTP/1.1 connections close after this. */
@@ -101,6 +102,7 @@ export class HttpListener implements StreamContext, Http1StreamHost {
       rq5xx: stats.counter(p + 'downstream_rq_5xx'),
       cxTotal: stats.counter(`listener.${config.address}_${config.port}.downstream_cx_total`),
       cxActive: stats.gauge(`listener.${config.address}_${config.port}.downstream_cx_active`),
+      cxProtocolError: stats.counter(p + 'downstream_cx_protocol_error'),
     };
     const onRequest = (req: AnyRequest, res: AnyResponse) => this.#onRequest(req, res);
     this.#tls = config.tls !== undefined;
@@ -231,6 +233,11 @@ export class HttpListener implements StreamContext, Http1StreamHost {
 
   onHttp1ConnectionClosed(conn: Http1ServerConnection): void {
     this.#h1Connections.delete(conn);
+  }
+
+  onHttp1ProtocolError(conn: Http1ServerConnection, err: unknown): void {
+    this.#stats.cxProtocolError.inc();
+    log.debug({ err, remote: conn.remote.address }, 'HTTP/1.1 protocol error from the client');
   }
 
   /** Turns a parsed HTTP/1.x request into a filter-manager stream (Envoy's HCM header rules). */

@@ -336,7 +336,10 @@ describe('malformed requests get Envoy codec error statuses and the connection c
   for (const [name, rawReq, status] of cases) {
     test(`${name} → ${status}`, async () => {
       const before = appRequests;
+      const protocolErrors = plane.dp.stats.counter('http.http.downstream_cx_protocol_error');
+      const errorsBefore = protocolErrors.value;
       const { responses } = await exchangeUntilClose(rawReq);
+      assert.equal(protocolErrors.value, errorsBefore + 1, "counted in Envoy's downstream_cx_protocol_error");
       assert.equal(responses.length, 1, 'exactly one response');
       assert.equal(responses[0]!.status, status);
       assert.equal(responses[0]!.headers.connection, 'close');

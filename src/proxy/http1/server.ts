@@ -19,6 +19,8 @@ export interface Http1StreamHost {
   startHttp1Stream(stream: Http1ServerStream, head: Http1Head): FilterManager | undefined;
   /** A connection closed (listener bookkeeping). */
   onHttp1ConnectionClosed(conn: Http1ServerConnection): void;
+  /** The client sent something that is not HTTP/1.1 (Envoy's downstream_cx_protocol_error). */
+  onHttp1ProtocolError(conn: Http1ServerConnection, err: unknown): void;
 }
 
 const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
@@ -127,6 +129,7 @@ export class Http1ServerConnection implements Http1Events {
   }
 
   #onParseError(err: unknown): void {
+    this.#host.onHttp1ProtocolError(this, err);
     const cur = this.#current;
     if (cur !== undefined && cur.headersSent) {
       this.socket.destroy();
