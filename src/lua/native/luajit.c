@@ -572,6 +572,51 @@ static napi_value js_take_entry(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* A coroutine for a new run: a pooled one (returned normally, so empty and LUA_OK) or a new one. */
+static lua_State *acquire_thread(State *s, int *ref) {
+  lua_State *L = s->L, *T;
+  if (s->npool > 0) {
+    *ref = s->pool[--s->npool];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
+    T = lua_tothread(L, -1);
+    lua_pop(L, 1);
+  } else {
+    T = lua_newthread(L);
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(T, LUA_REGISTRYINDEX, s->entry_ref);
+  return T;
+}
+
+/* Resumes T with nargs values under the instruction budget; status 0 ok, 1 yielded, 2 error. */
+static int resume_budgeted(State *s, lua_State *T, int nargs, double budget, double *used) {
+  State *prev = current;
+  current = s;
+  s->remaining = budget > 0 ? budget : INFINITY;
+  if (s->hot) {
+    s->hot = 0;
+    lua_sethook(T, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+  }
+  double t0 = s->ticks;
+  s->enforce = 1;
+  int rc = lua_resume(T, nargs);
+  s->enforce = 0;
+  s->remaining = INFINITY;
+  current = prev;
+  *used = s->ticks - t0;
+  return rc == 0 ? 0 : rc == LUA_YIELD ? 1 : 2;
+}
+
+/* The error value on top of T as a JS string. */
+static napi_value error_value(napi_env env, lua_State *T) {
+  napi_value v;
+  size_t n;
+  const char *m = lua_tolstring(T, -1, &n);
+  if (m) napi_create_string_latin1(env, m, n, &v);
+  else napi_create_string_utf8(env, lua_isnil(T, -1) ? "nil" : "error object is not a string", NAPI_AUTO_LENGTH, &v);
+  return v;
+}
+
 /* Runs T with the values of JS array `args`; fills out[off..] with status, used, values. */
 static napi_value run(napi_env env, State *s, lua_State *T, napi_value args, double budget, napi_value out, uint32_t off) {
   uint32_t nargs = 0, i;
@@ -583,30 +628,14 @@ static napi_value run(napi_env env, State *s, lua_State *T, napi_value args, dou
     napi_get_element(env, args, i, &a);
     push_js(env, T, a, 0);
   }
-  State *prev = current;
-  current = s;
-  s->remaining = budget > 0 ? budget : INFINITY;
-  if (s->hot) {
-    s->hot = 0;
-    lua_sethook(T, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
-  }
-  double t0 = s->ticks;
-  s->enforce = 1;
-  int rc = lua_resume(T, (int)nargs);
-  s->enforce = 0;
-  s->remaining = INFINITY;
-  current = prev;
-  int status = rc == 0 ? 0 : rc == LUA_YIELD ? 1 : 2;
+  double used;
+  int status = resume_budgeted(s, T, (int)nargs, budget, &used);
   napi_create_int32(env, status, &v);
   napi_set_element(env, out, off, v);
-  napi_create_double(env, s->ticks - t0, &v);
+  napi_create_double(env, used, &v);
   napi_set_element(env, out, off + 1, v);
   if (status == 2) {
-    size_t n;
-    const char *m = lua_tolstring(T, -1, &n);
-    if (m) napi_create_string_latin1(env, m, n, &v);
-    else napi_create_string_utf8(env, lua_isnil(T, -1) ? "nil" : "error object is not a string", NAPI_AUTO_LENGTH, &v);
-    napi_set_element(env, out, off + 2, v);
+    napi_set_element(env, out, off + 2, error_value(env, T));
     lua_settop(T, 0);
     return out;
   }
@@ -633,38 +662,14 @@ static napi_value js_start_hook(napi_env env, napi_callback_info info) {
   napi_get_value_double(env, argv[3], &c);
   napi_get_value_double(env, argv[4], &e);
   napi_get_value_double(env, argv[5], &budget);
-  lua_State *L = s->L;
-  lua_State *T;
   int ref;
-  if (s->npool > 0) {
-    ref = s->pool[--s->npool];
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    T = lua_tothread(L, -1);
-    lua_pop(L, 1);
-  } else {
-    T = lua_newthread(L);
-    ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(T, LUA_REGISTRYINDEX, s->entry_ref);
+  lua_State *T = acquire_thread(s, &ref);
   lua_pushnumber(T, a);
   lua_pushnumber(T, b);
   lua_pushnumber(T, c);
   lua_pushnumber(T, e);
-  State *prev = current;
-  current = s;
-  s->remaining = budget > 0 ? budget : INFINITY;
-  if (s->hot) {
-    s->hot = 0;
-    lua_sethook(T, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
-  }
-  double t0 = s->ticks;
-  s->enforce = 1;
-  int rc = lua_resume(T, 4);
-  s->enforce = 0;
-  s->remaining = INFINITY;
-  current = prev;
-  double used = s->ticks - t0;
-  int status = rc == 0 ? 0 : rc == LUA_YIELD ? 1 : 2;
+  double used;
+  int status = resume_budgeted(s, T, 4, budget, &used);
   int top = lua_gettop(T);
   if (status == 0 && top == 0) {
     /* finished: back to the pool now, which spares the driver a release() crossing per hook */
@@ -683,11 +688,7 @@ static napi_value js_start_hook(napi_env env, napi_callback_info info) {
   napi_create_double(env, used, &v);
   napi_set_element(env, out, 2, v);
   if (status == 2) {
-    size_t n;
-    const char *m = lua_tolstring(T, -1, &n);
-    if (m) napi_create_string_latin1(env, m, n, &v);
-    else napi_create_string_utf8(env, lua_isnil(T, -1) ? "nil" : "error object is not a string", NAPI_AUTO_LENGTH, &v);
-    napi_set_element(env, out, 3, v);
+    napi_set_element(env, out, 3, error_value(env, T));
   } else {
     int i;
     for (i = 0; i < top; i++) napi_set_element(env, out, 3 + (uint32_t)i, to_js(env, T, i + 1, 0));
@@ -705,20 +706,8 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   State *s = get_state(env, argv[0]);
   if (!s) return NULL;
   napi_get_value_double(env, argv[2], &budget);
-  lua_State *L = s->L;
-  lua_State *T;
   int ref;
-  if (s->npool > 0) {
-    /* a coroutine that returned normally is empty and LUA_OK: it can run a new function */
-    ref = s->pool[--s->npool];
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    T = lua_tothread(L, -1);
-    lua_pop(L, 1);
-  } else {
-    T = lua_newthread(L);
-    ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(T, LUA_REGISTRYINDEX, s->entry_ref);
+  lua_State *T = acquire_thread(s, &ref);
   napi_create_array(env, &out);
   napi_create_int32(env, ref, &v);
   napi_set_element(env, out, 0, v);
