@@ -66,16 +66,13 @@ const S_TRAILERS = 5;
 const S_BODY_EOF = 6;
 const S_PAUSED_AT_END = 7;
 
-const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const CRLF = Buffer.from('\r\n', 'latin1');
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Control characters other than HTAB, CR and LF (DEL included): never valid in a head. */
 const BAD_CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/;
-/** A CR not followed by LF, or an LF not preceded by CR. */
-const BARE_CR_LF = /\r(?!\n)|(?<!\r)\n/;
 const DIGITS = /^[0-9]{1,15}$/;
 /** tchar (RFC 9110 §5.6.2) by byte: header names are checked while scanning for the head's end. */
-const TCHAR = new Uint8Array(256);
+export const TCHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
 for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
 for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
@@ -280,20 +277,22 @@ export class Http1Parser {
         case S_TRAILERS: {
           if (len - pos >= 2 && buf[pos] === 13 && buf[pos + 1] === 10) {
             pos += 2;
+            this.#firstLineEnd = -1;
+            this.#scanAt = 0;
             this.#complete(undefined, undefined);
             break;
           }
-          const end = buf.indexOf(HEAD_END, pos);
+          // The trailer section is a head without a start line: same scan, same field rules.
+          if (this.#firstLineEnd < 0) this.#firstLineEnd = 0;
+          const end = this.#scanHead(buf, pos, len);
           if (end < 0) {
-            if (len - pos > this.maxHeaderBytes) throw new Http1ParseError('trailers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
             this.#pending = Buffer.from(buf.subarray(pos)); // a copy: the reader may reuse its buffer
             return;
           }
+          this.#firstLineEnd = -1;
           const names: string[] = [];
           const values: string[] = [];
-          const text = buf.toString('latin1', pos, end);
-          checkHeadBytes(text);
-          parseFields(text, 0, names, values);
+          this.#takeFields(buf.toString('latin1', pos, end), names, values);
           pos = end + 4;
           this.#complete(names, values);
           break;
@@ -386,9 +385,14 @@ export class Http1Parser {
     };
     if (this.isRequest) parseRequestLine(text, lineEnd, head);
     else parseStatusLine(text, lineEnd, head);
+    this.#takeFields(text, head.names, head.values);
+    this.#frame(head);
+    return head;
+  }
+
+  /** Header fields of `text` at the scanned offsets: lower-cased names, values without OWS. */
+  #takeFields(text: string, names: string[], values: string[]): void {
     const f = this.#fields;
-    const names = head.names;
-    const values = head.values;
     for (let k = 0; k < f.length; k += 3) {
       let vs = f[k + 1]! + 1;
       let ve = f[k + 2]!;
@@ -398,8 +402,6 @@ export class Http1Parser {
       values.push(text.slice(vs, ve));
     }
     f.length = 0;
-    this.#frame(head);
-    return head;
   }
 
   /** Message framing and connection persistence from the parsed headers (RFC 9112 §6, §9.3). */
@@ -469,10 +471,6 @@ export class Http1Parser {
   }
 }
 
-function checkHeadBytes(text: string): void {
-  if (BAD_CONTROL.test(text)) throw new Http1ParseError('invalid character in message head');
-  if (BARE_CR_LF.test(text)) throw new Http1ParseError('bare CR or LF in message head');
-}
 
 function parseRequestLine(text: string, end: number, head: Http1Head): void {
   const sp1 = text.indexOf(' ');
@@ -502,25 +500,3 @@ function parseStatusLine(text: string, end: number, head: Http1Head): void {
   head.reason = end > 13 ? text.slice(13, end) : '';
 }
 
-/** Parses "name: value" lines from `start` to the end of `text` into the arrays. */
-function parseFields(text: string, start: number, names: string[], values: string[]): void {
-  const len = text.length;
-  let pos = start;
-  while (pos < len) {
-    let eol = text.indexOf('\r\n', pos);
-    if (eol < 0) eol = len;
-    const first = text.charCodeAt(pos);
-    if (isOws(first)) throw new Http1ParseError('obsolete line folding is not allowed');
-    const colon = text.indexOf(':', pos);
-    if (colon < 0 || colon > eol) throw new Http1ParseError('header line without a colon');
-    const name = text.slice(pos, colon);
-    if (!TOKEN.test(name)) throw new Http1ParseError(`invalid header name "${name}"`);
-    let vs = colon + 1;
-    let ve = eol;
-    while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
-    while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
-    names.push(name.toLowerCase());
-    values.push(text.slice(vs, ve));
-    pos = eol + 2;
-  }
-}

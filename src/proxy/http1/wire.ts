@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import type { HeaderMap } from '../../filters/header-map.ts';
+import { TCHAR } from './parser.ts';
 
 
 /** Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1, as Envoy strips them). */
@@ -20,12 +21,6 @@ export function reasonPhrase(status: number): string {
   return REASONS[status] ?? 'Unknown';
 }
 
-/** tchar (RFC 9110 §5.6.2) by char code. */
-const TCHAR = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
-for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
-for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
 
 /**
  * Whether a header may be written on an HTTP/1.1 wire (valid token name, no CR/LF/NUL/controls in
@@ -37,7 +32,7 @@ export function isWritableHeader(name: string, value: string): boolean {
   if (nl === 0) return false;
   for (let i = 0; i < nl; i++) {
     const c = name.charCodeAt(i);
-    if (c >= 128 || TCHAR[c] === 0) return false;
+    if (c > 255 || TCHAR[c] === 0) return false;
   }
   const vl = value.length;
   for (let i = 0; i < vl; i++) {
