@@ -5,7 +5,10 @@
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import type { HeaderMap } from '../../filters/header-map.ts';
+import { logger } from '../../observability/log.ts';
 import { TCHAR } from './parser.ts';
+
+const log = logger('http');
 
 
 /** Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1, as Envoy strips them). */
@@ -81,7 +84,10 @@ export function serializeHeaders(headers: HeaderMap, keepTeTrailers: boolean, sk
     } else if (skipHost && n === 'host') {
       continue;
     }
-    if (!isWritableHeader(n, v)) continue;
+    if (!isWritableHeader(n, v)) {
+      dropped(n, v);
+      continue;
+    }
     text += n + ': ' + v + '\r\n';
   }
   return { text, contentLength };
@@ -97,8 +103,17 @@ export function serializeTrailers(trailers: HeaderMap): string {
     if (n.charCodeAt(0) === 58 || HOP_BY_HOP.has(n) || n === 'content-length') continue;
     const v = values[i]!;
     if (isWritableHeader(n, v)) text += n + ': ' + v + '\r\n';
+    else dropped(n, v);
   }
   return text;
+}
+
+/** A header a filter set that HTTP/1.1 cannot carry: say which and why, then leave it out. */
+function dropped(name: string, value: string): void {
+  log.warn(
+    { header: name, value: JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value) },
+    'header not written to HTTP/1.1: names must be tokens and values may not contain CR, LF, NUL or other control characters (a filter or extension set it; fix the value it sets)',
+  );
 }
 
 /**
