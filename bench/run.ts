@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { startUpstream, type ContenderSpec } from './lib/contenders.ts';
 import { describeMachine, probeBusy } from './lib/machine.ts';
-import { runCell, type CellResult, type Scenario } from './lib/macro.ts';
+import { runGroup, type Scenario } from './lib/macro.ts';
 import { memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts';
 import { runMicro } from './lib/micro-runner.ts';
 import { buildPlugins } from './lib/plugins.ts';
@@ -48,15 +48,18 @@ const bodyHeader = (s: ContenderSpec): [string, string] | undefined => (s.ext.en
 function scenarios(): Scenario[] {
   const h1 = { protocol: 'h1' as const, connections: 50, expectHeader: parityHeader };
   const stacks = quick ? [16] : [4, 16];
+  // Scenarios of one group run interleaved (bench/lib/macro.ts runGroup), so the ratios inside a
+  // group (meshext vs nginx, an extension vs meshext's own passthrough) compare runs made minutes
+  // apart at most, turn by turn. Each stack scenario carries its own meshext baseline for that reason.
   const all: Scenario[] = [
-    { id: 'passthrough', title: 'Passthrough', ...h1, contenders: [c('meshext'), c('direct'), c('nginx'), c('haproxy')] },
-    { id: 'lua-parity', title: 'Parity logic in Lua', ...h1, contenders: [c('nginx', 'lua-parity'), c('haproxy', 'lua-parity'), c('meshext', 'lua-parity')] },
-    { id: 'wasm-parity', title: 'Parity logic as a Wasm plugin', ...h1, contenders: [c('meshext', 'wasm-parity')] },
+    { id: 'passthrough', title: 'Passthrough', group: 'parity', ...h1, contenders: [c('meshext'), c('direct'), c('nginx'), c('haproxy')] },
+    { id: 'lua-parity', title: 'Parity logic in Lua', group: 'parity', ...h1, contenders: [c('nginx', 'lua-parity'), c('haproxy', 'lua-parity'), c('meshext', 'lua-parity')] },
+    { id: 'wasm-parity', title: 'Parity logic as a Wasm plugin', group: 'parity', ...h1, contenders: [c('meshext', 'wasm-parity')] },
     ...stacks.map((n) => ({
       id: `stack-${n}`,
       title: `${n} parity extensions stacked`,
       ...h1,
-      contenders: [c('nginx', 'lua-parity', n), c('haproxy', 'lua-parity', n), c('meshext', 'lua-parity', n), c('meshext', 'wasm-parity', n)],
+      contenders: [c('meshext'), c('nginx', 'lua-parity', n), c('haproxy', 'lua-parity', n), c('meshext', 'lua-parity', n), c('meshext', 'wasm-parity', n)],
     })),
     {
       id: 'upload-1mib',
@@ -125,7 +128,7 @@ async function main(): Promise<void> {
       : // 6 s: V8 takes several seconds under load to optimize meshext's request path (measured:
         // the first 3 s run costs up to 2x the CPU per request of later ones); nginx and HAProxy
         // need no warm-up, and every contender gets the same.
-        { warmSeconds: 6, runSeconds: 5, runs: 3, latencySeconds: 5, maxExtraRuns: 1 },
+        { warmSeconds: 6, runSeconds: 4, runs: 5, latencySeconds: 5, maxExtraRuns: 1 },
     durationSeconds: 0,
   };
 
@@ -140,20 +143,25 @@ async function main(): Promise<void> {
       const rates = new Map<string, number>();
       // Full mode may spend up to 2 minutes in total waiting for other work on the machine to pause.
       const quiet = { ms: quick ? 0 : 120_000 };
+      const groups: Scenario[][] = [];
       for (const sc of list) {
-        const family = sc.bodyBytes ? 'upload' : sc.protocol;
-        for (const spec of sc.contenders) {
-          log(`${sc.id}: ${spec.proxy}${spec.ext !== 'none' ? ` + ${spec.ext}` : ''}${spec.stack > 1 ? ` x${spec.stack}` : ''}`);
-          const cell: CellResult = await runCell(sc, spec, { ...report.settings, work: WORK, wasmPaths, upstream, log, quiet, quietMaxMs: quick ? 0 : 5000 }, (done) => {
-            if (!rates.has(family) && sc.protocol === 'h1') {
-              rates.set(family, Math.max(100, Math.round((done.rps * 0.5) / 100) * 100));
-              log(`    fixed rate for the ${family} latency runs: ${rates.get(family)} req/s (half of this cell's maximum)`);
-            }
-            return rates.get(family);
-          });
-          if (cell.status !== 'ok') log(`    ${cell.status}: ${cell.note}`);
-          report.cells.push(cell);
-        }
+        const last = groups[groups.length - 1];
+        if (last && sc.group !== undefined && last[0]!.group === sc.group) last.push(sc);
+        else groups.push([sc]);
+      }
+      for (const g of groups) {
+        const members = g.flatMap((sc) => sc.contenders.map((spec) => ({ sc, spec })));
+        log(`group ${g.map((sc) => sc.id).join(', ')}: ${members.length} contenders, runs interleaved`);
+        const cells = await runGroup(members, { ...report.settings, work: WORK, wasmPaths, upstream, log, quiet, quietMaxMs: quick ? 0 : 5000 }, (done) => {
+          const sc = g.find((x) => x.id === done.scenario)!;
+          const family = sc.bodyBytes ? 'upload' : sc.protocol;
+          if (!rates.has(family) && sc.protocol === 'h1') {
+            rates.set(family, Math.max(100, Math.round((done.rps * 0.5) / 100) * 100));
+            log(`    fixed rate for the ${family} latency runs: ${rates.get(family)} req/s (half of this cell's maximum)`);
+          }
+          return rates.get(family);
+        });
+        report.cells.push(...cells);
       }
     }
     if (sections.has('profile') && upstream) {

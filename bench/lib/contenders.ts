@@ -25,6 +25,11 @@ export const PORTS = {
   profileAdmin: 19151,
 } as const;
 
+/** Ports of the contender in slot `slot`: contenders measured together (interleaved) listen side by side. */
+export function slotPort(port: number, slot: number): number {
+  return port + slot * 1000;
+}
+
 export const CORES = { load: '0', upstream: '0', proxy: '1' } as const;
 
 /** The upstream's fixed response body (small, as in the issue's setup). */
@@ -48,6 +53,8 @@ export interface Running {
   h2Port: number | undefined;
   /** The process whose CPU and RSS are the proxy's (undefined for direct). */
   proc: Started | undefined;
+  /** meshext's admin port. */
+  adminPort?: number;
   stop(): Promise<void>;
 }
 
@@ -137,8 +144,10 @@ function nginxLua(ext: ExtKind, stack: number): { access: string; header: string
   return undefined;
 }
 
-async function startNginx(spec: ContenderSpec, work: string): Promise<Running> {
+async function startNginx(spec: ContenderSpec, work: string, slot: number): Promise<Running> {
   const dir = join(work, `nginx-${spec.ext}-${spec.stack}`);
+  const port = slotPort(PORTS.nginx, slot);
+  const h2Port = slotPort(PORTS.nginxH2, slot);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const lua = nginxLua(spec.ext, spec.stack);
@@ -168,8 +177,8 @@ http {
     keepalive_requests 10000000;
   }
   server {
-    listen 127.0.0.1:${PORTS.nginx} backlog=4096;
-    listen 127.0.0.1:${PORTS.nginxH2} http2 backlog=4096;
+    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${h2Port} http2 backlog=4096;
     http2_max_requests 10000000;
     location / {
       proxy_pass http://up;
@@ -181,8 +190,8 @@ ${lua ? `      access_by_lua_block {\n        ${lua.access}\n      }\n      head
 `,
   );
   const p = startPinned('nginx', CORES.proxy, 'nginx', ['-c', conf], join(dir, 'stdout.log'));
-  await waitPort(PORTS.nginx, 10_000, () => p.child.exitCode === null);
-  return { spec, port: PORTS.nginx, h2Port: PORTS.nginxH2, proc: p, stop: () => stop(p) };
+  await waitPort(port, 10_000, () => p.child.exitCode === null);
+  return { spec, port, h2Port, proc: p, stop: () => stop(p) };
 }
 
 // ---------------------------------------------------------------- HAProxy
@@ -199,8 +208,10 @@ core.register_action("parity_resp", { "http-res" }, function(txn)
 end)
 `;
 
-async function startHaproxy(spec: ContenderSpec, work: string): Promise<Running> {
+async function startHaproxy(spec: ContenderSpec, work: string, slot: number): Promise<Running> {
   const dir = join(work, `haproxy-${spec.ext}-${spec.stack}`);
+  const port = slotPort(PORTS.haproxy, slot);
+  const h2Port = slotPort(PORTS.haproxyH2, slot);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const lua = spec.ext === 'lua-parity';
@@ -225,8 +236,8 @@ defaults
   http-reuse always
 
 frontend fe
-  bind 127.0.0.1:${PORTS.haproxy}
-  bind 127.0.0.1:${PORTS.haproxyH2} proto h2
+  bind 127.0.0.1:${port}
+  bind 127.0.0.1:${h2Port} proto h2
 ${actions.join('\n')}
   default_backend be
 
@@ -235,8 +246,8 @@ backend be
 `,
   );
   const p = startPinned('haproxy', CORES.proxy, 'haproxy', ['-f', conf, '-db'], join(dir, 'stdout.log'));
-  await waitPort(PORTS.haproxy, 10_000, () => p.child.exitCode === null);
-  return { spec, port: PORTS.haproxy, h2Port: PORTS.haproxyH2, proc: p, stop: () => stop(p) };
+  await waitPort(port, 10_000, () => p.child.exitCode === null);
+  return { spec, port, h2Port, proc: p, stop: () => stop(p) };
 }
 
 // ---------------------------------------------------------------- meshext
@@ -373,7 +384,7 @@ clusters:
     await stop(p);
     throw e;
   }
-  return { spec, port: o.port, h2Port: o.port, proc: p, stop: () => stop(p, 5000, 'SIGINT') };
+  return { spec, port: o.port, h2Port: o.port, proc: p, adminPort: o.adminPort, stop: () => stop(p, 5000, 'SIGINT') };
 }
 
 async function waitReady(adminPort: number, timeoutMs: number): Promise<void> {
@@ -394,16 +405,16 @@ export function meshextLog(work: string, tag: string): string {
   return join(work, `meshext-${tag}`, 'stdout.log');
 }
 
-/** Starts a contender for a scenario (the upstream must already run). */
-export async function startContender(spec: ContenderSpec, work: string, wasmPaths: Partial<Record<string, string>>, nodeArgs: string[] = []): Promise<Running> {
+/** Starts a contender for a scenario (the upstream must already run), on the ports of `slot`. */
+export async function startContender(spec: ContenderSpec, work: string, wasmPaths: Partial<Record<string, string>>, nodeArgs: string[] = [], slot = 0): Promise<Running> {
   switch (spec.proxy) {
     case 'direct':
       return { spec, port: PORTS.upstream, h2Port: undefined, proc: undefined, stop: async () => {} };
     case 'nginx':
-      return startNginx(spec, work);
+      return startNginx(spec, work, slot);
     case 'haproxy':
-      return startHaproxy(spec, work);
+      return startHaproxy(spec, work, slot);
     case 'meshext':
-      return startMeshext(spec, work, { port: PORTS.meshext, adminPort: PORTS.meshextAdmin, concurrency: 1, wasmPaths, tag: `${spec.ext}-${spec.stack}`, nodeArgs });
+      return startMeshext(spec, work, { port: slotPort(PORTS.meshext, slot), adminPort: slotPort(PORTS.meshextAdmin, slot), concurrency: 1, wasmPaths, tag: `${spec.ext}-${spec.stack}`, nodeArgs });
   }
 }

@@ -1,11 +1,11 @@
 /**
- * The macro suite: scenarios × contenders, each cell = start the contender, check that it really
+ * The macro suite: scenarios × contenders. Each cell: start the contender, check that it really
  * applies the extension (a request must come back with the expected header), warm up, N measured
  * runs (req/s, proxy CPU µs per request, foreign CPU on the machine), one latency run at a fixed
- * moderate rate, RSS, stop.
+ * moderate rate, RSS, stop. Cells of a group run interleaved (see runGroup).
  */
 import { readFileSync } from 'node:fs';
-import { CORES, label, meshextLog, PORTS, startContender, type ContenderSpec, type Running } from './contenders.ts';
+import { CORES, label, meshextLog, startContender, type ContenderSpec, type Running } from './contenders.ts';
 import { runH2load, runWrk, type WrkResult } from './load.ts';
 import { BusyWindow, isBusy, waitQuiet, type BusyReport, type QuietBudget } from './machine.ts';
 import { CLK_TCK, sleep, treeRssKiB, treeTicks, type Started } from './proc.ts';
@@ -14,6 +14,8 @@ import { median, spread } from './stats.ts';
 export interface Scenario {
   id: string;
   title: string;
+  /** Consecutive scenarios with the same group run interleaved, as one group (see runGroup). */
+  group?: string;
   protocol: 'h1' | 'h2';
   connections: number;
   /** HTTP/2 streams per connection (h2 only). */
@@ -146,95 +148,153 @@ async function loadOnce(sc: Scenario, r: Running, seconds: number, tag: string, 
   });
 }
 
-/**
- * Runs one cell. `rateFor` picks the fixed rate for the latency run once the cell's own throughput
- * is known (the first cell of a scenario family sets it for the others).
- */
-export async function runCell(sc: Scenario, spec: ContenderSpec, o: MacroOptions, rateFor: (cell: CellResult) => number | undefined): Promise<CellResult> {
-  const cell: CellResult = {
-    scenario: sc.id, spec, label: label(spec), status: 'ok', runs: [], rps: NaN, rpsSpread: 0, cpuUsPerReq: NaN, cpuSpread: 0, proxyCore: NaN, busyRuns: 0, rssMiB: NaN,
-  };
-  let r: Running | undefined;
+/** One contender of an interleaved group: its scenario, its spec, and (once started) its process. */
+export interface GroupMember {
+  sc: Scenario;
+  spec: ContenderSpec;
+}
+
+interface Live {
+  sc: Scenario;
+  cell: CellResult;
+  r: Running;
+  tag: string;
+  pids: number[];
+}
+
+function newCell(sc: Scenario, spec: ContenderSpec): CellResult {
+  return { scenario: sc.id, spec, label: label(spec), status: 'ok', runs: [], rps: NaN, rpsSpread: 0, cpuUsPerReq: NaN, cpuSpread: 0, proxyCore: NaN, busyRuns: 0, rssMiB: NaN };
+}
+
+/** Starts a contender on the ports of `slot`, checks it applies its extension, warms it up. */
+async function prepare(sc: Scenario, spec: ContenderSpec, slot: number, o: MacroOptions): Promise<{ cell: CellResult; live?: Live }> {
+  const cell = newCell(sc, spec);
+  let r: Running;
   try {
-    try {
-      r = await startContender(spec, o.work, o.wasmPaths);
-    } catch (e) {
-      cell.status = spec.ext.startsWith('wasm') ? 'unavailable' : 'failed';
-      cell.note = `did not start: ${(e as Error).message}`;
-      return cell;
-    }
+    r = await startContender(spec, o.work, o.wasmPaths, [], slot);
+  } catch (e) {
+    cell.status = spec.ext.startsWith('wasm') ? 'unavailable' : 'failed';
+    cell.note = `did not start: ${(e as Error).message}`;
+    return { cell };
+  }
+  try {
     const p = await probe(r, sc);
+    if (spec.proxy === 'meshext' && spec.ext.startsWith('lua') && r.adminPort) cell.luaEngine = await luaEngineOf(r.adminPort);
     if (!p.ok) {
       const logTail = spec.proxy === 'meshext' ? lastLogLines(meshextLog(o.work, `${spec.ext}-${spec.stack}`), 2) : '';
       cell.status = spec.ext.startsWith('wasm') ? 'unavailable' : 'failed';
       cell.note = `check request failed: ${p.detail}${logTail ? ` — log: ${logTail}` : ''}`;
-      if (spec.proxy === 'meshext' && spec.ext.startsWith('lua')) cell.luaEngine = await luaEngineOf(PORTS.meshextAdmin);
-      return cell;
+      await r.stop();
+      return { cell };
     }
-    if (spec.proxy === 'meshext' && spec.ext.startsWith('lua')) cell.luaEngine = await luaEngineOf(PORTS.meshextAdmin);
     const tag = `${sc.id}-${spec.proxy}-${spec.ext}-${spec.stack}`;
     await loadOnce(sc, r, o.warmSeconds, tag, o.work);
-    const pids = [o.upstream.pid, ...(r.proc ? [r.proc.pid] : [])];
-    let extra = 0;
-    for (let i = 0; i < o.runs + extra; i++) {
-      await sleep(200);
-      await waitQuiet(pids, o.quiet, o.quietMaxMs);
-      const t0 = r.proc ? treeTicks(r.proc.pid) : 0;
-      const w = new BusyWindow(pids);
-      const res = await loadOnce(sc, r, o.runSeconds, tag, o.work);
-      const busy = w.end();
-      const ticks = r.proc ? treeTicks(r.proc.pid) - t0 : NaN;
-      const cpuUs = (ticks / CLK_TCK) * 1e6;
-      const sample: RunSample = {
-        rps: res.rps,
-        requests: res.requests,
-        seconds: res.seconds,
-        cpuUsPerReq: res.requests > 0 ? cpuUs / res.requests : NaN,
-        proxyCore: ticks / CLK_TCK / res.seconds,
-        errors: res.errors + res.nonOk,
-        busy,
-        flagged: isBusy(busy),
-      };
-      cell.runs.push(sample);
-      o.log(`    run ${i + 1}: ${Math.round(sample.rps)} req/s, ${sample.cpuUsPerReq.toFixed(1)} µs/req, proxy ${(sample.proxyCore * 100).toFixed(0)}% core, foreign ${busy.foreignCores.toFixed(2)} cores${sample.flagged ? ' [BUSY]' : ''}${sample.errors ? ` errors=${sample.errors}` : ''}`);
-      if (sample.flagged && extra < o.maxExtraRuns) extra++;
-    }
-    const clean = cell.runs.filter((s) => !s.flagged);
-    const use = clean.length >= 2 ? clean : cell.runs;
-    cell.busyRuns = cell.runs.length - clean.length;
-    cell.rps = median(use.map((s) => s.rps));
-    cell.rpsSpread = spread(use.map((s) => s.rps));
-    cell.cpuUsPerReq = median(use.map((s) => s.cpuUsPerReq));
-    cell.cpuSpread = spread(use.map((s) => s.cpuUsPerReq));
-    cell.proxyCore = median(use.map((s) => s.proxyCore));
-    const totalReq = cell.runs.reduce((a, s) => a + s.requests, 0);
-    const totalErr = cell.runs.reduce((a, s) => a + s.errors, 0);
-    if (totalErr > totalReq * 0.01) {
-      cell.status = 'failed';
-      cell.note = `${totalErr} errors in ${totalReq} requests`;
-    }
-    const rate = cell.status === 'ok' ? rateFor(cell) : undefined;
-    if (rate !== undefined && sc.protocol === 'h1') {
-      await sleep(200);
-      await waitQuiet(pids, o.quiet, o.quietMaxMs);
-      const w = new BusyWindow(pids);
-      const lat = await loadOnce(sc, r, o.latencySeconds, `${tag}-lat`, o.work, rate);
-      const busy = w.end();
-      cell.latency = { rate, achieved: lat.rps, p50us: lat.p50us, p99us: lat.p99us, p999us: lat.p999us, errors: lat.errors + lat.nonOk, flagged: isBusy(busy) };
-      o.log(`    latency at ${Math.round(rate)} req/s (achieved ${Math.round(lat.rps)}): p50 ${lat.p50us} µs, p99 ${lat.p99us} µs, p99.9 ${lat.p999us} µs${isBusy(busy) ? ' [BUSY]' : ''}`);
-    }
-    if (sc.protocol === 'h2') {
-      // The last run's mean request time (h2load reports no percentiles).
-      const last = await loadOnce(sc, r, Math.max(1, o.latencySeconds / 2), `${tag}-h2mean`, o.work);
-      cell.h2MeanUs = last.meanUs;
-    }
-    cell.rssMiB = r.proc ? treeRssKiB(r.proc.pid) / 1024 : NaN;
-    return cell;
+    return { cell, live: { sc, cell, r, tag, pids: [o.upstream.pid, ...(r.proc ? [r.proc.pid] : [])] } };
   } catch (e) {
     cell.status = 'failed';
     cell.note = (e as Error).message.slice(0, 300);
-    return cell;
-  } finally {
-    await r?.stop();
+    await r.stop();
+    return { cell };
   }
+}
+
+/** One measured run of a live contender. */
+async function measure(m: Live, o: MacroOptions, n: number): Promise<RunSample> {
+  const { sc, r } = m;
+  await sleep(200);
+  await waitQuiet(m.pids, o.quiet, o.quietMaxMs);
+  const t0 = r.proc ? treeTicks(r.proc.pid) : 0;
+  const w = new BusyWindow(m.pids);
+  const res = await loadOnce(sc, r, o.runSeconds, m.tag, o.work);
+  const busy = w.end();
+  const ticks = r.proc ? treeTicks(r.proc.pid) - t0 : NaN;
+  const cpuUs = (ticks / CLK_TCK) * 1e6;
+  const sample: RunSample = {
+    rps: res.rps,
+    requests: res.requests,
+    seconds: res.seconds,
+    cpuUsPerReq: res.requests > 0 ? cpuUs / res.requests : NaN,
+    proxyCore: ticks / CLK_TCK / res.seconds,
+    errors: res.errors + res.nonOk,
+    busy,
+    flagged: isBusy(busy),
+  };
+  m.cell.runs.push(sample);
+  o.log(`    ${label(m.cell.spec)} run ${n}: ${Math.round(sample.rps)} req/s, ${sample.cpuUsPerReq.toFixed(1)} µs/req, proxy ${(sample.proxyCore * 100).toFixed(0)}% core, foreign ${busy.foreignCores.toFixed(2)} cores${sample.flagged ? ' [BUSY]' : ''}${sample.errors ? ` errors=${sample.errors}` : ''}`);
+  return sample;
+}
+
+function summarize(cell: CellResult): void {
+  const clean = cell.runs.filter((s) => !s.flagged);
+  const use = clean.length >= 2 ? clean : cell.runs;
+  cell.busyRuns = cell.runs.length - clean.length;
+  cell.rps = median(use.map((s) => s.rps));
+  cell.rpsSpread = spread(use.map((s) => s.rps));
+  cell.cpuUsPerReq = median(use.map((s) => s.cpuUsPerReq));
+  cell.cpuSpread = spread(use.map((s) => s.cpuUsPerReq));
+  cell.proxyCore = median(use.map((s) => s.proxyCore));
+  const totalReq = cell.runs.reduce((a, s) => a + s.requests, 0);
+  const totalErr = cell.runs.reduce((a, s) => a + s.errors, 0);
+  if (totalErr > totalReq * 0.01) {
+    cell.status = 'failed';
+    cell.note = `${totalErr} errors in ${totalReq} requests`;
+  }
+}
+
+/**
+ * Runs a group of cells interleaved: every contender is started (each on its own ports, all pinned
+ * to the proxy core, idle when not measured) and warmed up, then the measured runs go round-robin
+ * (run 1 of each, run 2 of each, ...). The host VM's speed drifts over minutes; measuring the
+ * contenders one after another let that drift into their ratios, interleaving spreads it evenly.
+ * `rateFor` picks the fixed rate for a cell's latency run once its throughput is known (the first
+ * cell of a scenario family sets it for the others).
+ */
+export async function runGroup(members: GroupMember[], o: MacroOptions, rateFor: (cell: CellResult) => number | undefined): Promise<CellResult[]> {
+  const cells: CellResult[] = [];
+  const live: Live[] = [];
+  try {
+    for (let i = 0; i < members.length; i++) {
+      const { sc, spec } = members[i]!;
+      o.log(`${sc.id}: ${label(spec)} (start, check, ${o.warmSeconds} s warm-up)`);
+      const { cell, live: l } = await prepare(sc, spec, i, o);
+      cells.push(cell);
+      if (l) live.push(l);
+      else o.log(`    ${cell.status}: ${cell.note}`);
+    }
+    for (let n = 1; n <= o.runs; n++) for (const m of live) await measure(m, o, n);
+    // A cell with busy runs gets extra runs (its own: the others' medians are already clean).
+    for (const m of live) {
+      for (let extra = 0; extra < o.maxExtraRuns && m.cell.runs.filter((s) => !s.flagged).length < o.runs; extra++) await measure(m, o, o.runs + extra + 1);
+    }
+    for (const m of live) {
+      const { sc, cell, r } = m;
+      summarize(cell);
+      const rate = cell.status === 'ok' ? rateFor(cell) : undefined;
+      if (rate !== undefined && sc.protocol === 'h1') {
+        await sleep(200);
+        await waitQuiet(m.pids, o.quiet, o.quietMaxMs);
+        const w = new BusyWindow(m.pids);
+        const lat = await loadOnce(sc, r, o.latencySeconds, `${m.tag}-lat`, o.work, rate);
+        const busy = w.end();
+        cell.latency = { rate, achieved: lat.rps, p50us: lat.p50us, p99us: lat.p99us, p999us: lat.p999us, errors: lat.errors + lat.nonOk, flagged: isBusy(busy) };
+        o.log(`    ${label(cell.spec)}: latency at ${Math.round(rate)} req/s (achieved ${Math.round(lat.rps)}): p50 ${lat.p50us} µs, p99 ${lat.p99us} µs, p99.9 ${lat.p999us} µs${isBusy(busy) ? ' [BUSY]' : ''}`);
+      }
+      if (sc.protocol === 'h2') {
+        // The last run's mean request time (h2load reports no percentiles).
+        const last = await loadOnce(sc, r, Math.max(1, o.latencySeconds / 2), `${m.tag}-h2mean`, o.work);
+        cell.h2MeanUs = last.meanUs;
+      }
+      cell.rssMiB = r.proc ? treeRssKiB(r.proc.pid) / 1024 : NaN;
+    }
+  } catch (e) {
+    for (const m of live) {
+      if (m.cell.status === 'ok' && !Number.isFinite(m.cell.rssMiB)) {
+        m.cell.status = 'failed';
+        m.cell.note = (e as Error).message.slice(0, 300);
+      }
+    }
+  } finally {
+    for (const m of live) await m.r.stop();
+  }
+  return cells;
 }
