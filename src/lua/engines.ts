@@ -5,7 +5,6 @@
 import { logger } from '../observability/log.ts';
 import type { LuaEngine } from './engine.ts';
 import { createLuajitEngine, luajitUnavailableReason } from './luajit-engine.ts';
-import { createWasmoonEngine } from './wasmoon-engine.ts';
 
 export type EngineChoice = 'auto' | 'luajit' | 'wasm' | 'wasmoon';
 
@@ -13,7 +12,9 @@ let wasmoon: Promise<LuaEngine> | undefined;
 let reported = false;
 
 export function getWasmoonEngine(): Promise<LuaEngine> {
-  wasmoon ??= createWasmoonEngine();
+  // Imported on first use: wasmoon's glue (~150 KB of source, kept twice in the heap) and its
+  // engine module cost every worker about half a MiB, and LuaJIT workers never need them.
+  wasmoon ??= import('./wasmoon-engine.ts').then((m) => m.createWasmoonEngine());
   return wasmoon;
 }
 
