@@ -14,8 +14,8 @@ import { logger } from '../observability/log.ts';
 import { StatsStore } from '../observability/stats.ts';
 import { loadRuntime } from '../runtimes.ts';
 import { extensionFilterName, getRuntime, type LoadedExtension, type WorkerServices } from './extension-runtime.ts';
-import type { FilterManager } from './filter-manager.ts';
-import { HttpListener } from './http-listener.ts';
+import type { StreamInfo } from '../filters/stream-info.ts';
+import { HttpListener, type CompletedStream, type StreamObserver } from './http-listener.ts';
 import { RouterFactory } from './router.ts';
 import { RouteTable } from './routes.ts';
 import { TcpListener } from './tcp-listener.ts';
@@ -101,7 +101,7 @@ export class DataPlane {
     this.#istio = new IstioMetrics(this.stats, bootstrap.identity);
     this.#accessLog = createAccessLogger(bootstrap.accessLog);
     for (const rt of bootstrap.routeTables) this.routeTables.set(rt.name, new RouteTable(rt));
-    const observe = (fm: FilterManager) => this.#onStreamComplete(fm);
+    const observe: StreamObserver = (si, facts) => this.#onStreamComplete(si, facts);
     for (const l of bootstrap.listeners) {
       if (l.protocol === 'HTTP') {
         const routes = this.#routeTableFor(l);
@@ -130,9 +130,7 @@ export class DataPlane {
     return this.routeTables.values().next().value;
   }
 
-  #onStreamComplete(fm: FilterManager): void {
-    const si = fm.streamInfo;
-    const facts = { requestHeaders: fm.decoder.headers, responseHeaders: fm.encoder.headers, responseTrailers: fm.encoder.trailers };
+  #onStreamComplete(si: StreamInfo, facts: CompletedStream): void {
     this.#istio.recordRequest(si, facts);
     this.#accessLog?.log(si, facts);
   }

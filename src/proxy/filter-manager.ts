@@ -314,6 +314,22 @@ export class FilterManager {
     this.#finish();
   }
 
+  /**
+   * The downstream codec rejected the rest of the request and answers it itself with `status`
+   * (Envoy's local reply for a codec error: response flag DPE). The upstream request is reset.
+   */
+  onDownstreamProtocolError(status: number, details: string): void {
+    if (this.#destroyed) return;
+    const si = this.streamInfo;
+    si.responseFlags.add('DPE');
+    si.responseCode = status;
+    si.responseCodeDetails = details;
+    this.decoder.aborted = true;
+    this.encoder.aborted = true;
+    this.onReset?.();
+    this.#finish();
+  }
+
   /** Downstream write buffer crossed its high (true) or low (false) watermark. */
   onDownstreamWatermark_(above: boolean): void {
     if (this.#downstreamAboveWatermark === above) return;

@@ -28,8 +28,30 @@ import { Http1ServerConnection, type Http1ServerStream, type Http1StreamHost } f
 
 const log = logger('http');
 
+/** What a completed stream leaves for the access log and Istio metrics besides its StreamInfo. */
+export interface CompletedStream {
+  requestHeaders?: HeaderMap;
+  responseHeaders?: HeaderMap;
+  responseTrailers?: HeaderMap;
+}
+
 /** Called when a stream completes (access log, Istio metrics). */
-export type StreamObserver = (fm: FilterManager) => void;
+export type StreamObserver = (si: StreamInfo, facts: CompletedStream) => void;
+
+const NO_FACTS: CompletedStream = {};
+
+/** Envoy's response code details for HTTP/1 codec errors (see Envoy's http1 codec_impl). */
+function codecErrorDetails(err: unknown): string {
+  if (!(err instanceof Http1ParseError)) return 'http1.codec_error';
+  switch (err.code) {
+    case 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE':
+      return 'http1.headers_too_large';
+    case 'MESHEXT_ERR_HTTP1_TRANSFER_ENCODING':
+      return 'http1.invalid_transfer_encoding';
+    default:
+      return 'http1.codec_error';
+  }
+}
 
 type AnyRequest = http2.Http2ServerRequest;
 type AnyResponse = http2.Http2ServerResponse;
@@ -122,16 +144,19 @@ export class HttpListener implements StreamContext, Http1StreamHost {
   }
 
   onStreamComplete(fm: FilterManager): void {
+    this.#stats.rqActive.sub(1);
+    this.#countResponse(fm.streamInfo.responseCode);
+    this.#observer(fm.streamInfo, { requestHeaders: fm.decoder.headers, responseHeaders: fm.encoder.headers, responseTrailers: fm.encoder.trailers });
+    if (--this.#activeStreams === 0 && this.#draining) this.#notifyDrained();
+  }
+
+  #countResponse(code: number): void {
     const s = this.#stats;
-    s.rqActive.sub(1);
-    const code = fm.streamInfo.responseCode;
     if (code >= 500) s.rq5xx.inc();
     else if (code >= 400) s.rq4xx.inc();
     else if (code >= 300) s.rq3xx.inc();
     else if (code >= 200) s.rq2xx.inc();
     else s.rq1xx.inc();
-    this.#observer(fm);
-    if (--this.#activeStreams === 0 && this.#draining) this.#notifyDrained();
   }
 
   async listen(): Promise<void> {
@@ -235,16 +260,29 @@ export class HttpListener implements StreamContext, Http1StreamHost {
     this.#h1Connections.delete(conn);
   }
 
-  onHttp1ProtocolError(conn: Http1ServerConnection, err: unknown): void {
+  onHttp1ProtocolError(conn: Http1ServerConnection, err: unknown, status: number | undefined, fm: FilterManager | undefined): void {
     this.#stats.cxProtocolError.inc();
     log.debug({ err, remote: conn.remote.address }, 'HTTP/1.1 protocol error from the client');
+    if (status === undefined) return; // the response had started: the connection is reset instead
+    // The codec answers the error itself; like Envoy's local reply for a codec error, it is a
+    // request with flag DPE in the stats, the access log and the Istio metrics.
+    const details = codecErrorDetails(err);
+    if (fm !== undefined) {
+      fm.onDownstreamProtocolError(status, details);
+      return;
+    }
+    const si = this.#http1StreamInfo(conn, 1);
+    si.responseCode = status;
+    si.responseCodeDetails = details;
+    si.responseFlags.add('DPE');
+    this.#stats.rqTotal.inc();
+    this.#countResponse(status);
+    this.#observer(si, NO_FACTS);
   }
 
-  /** Turns a parsed HTTP/1.x request into a filter-manager stream (Envoy's HCM header rules). */
-  startHttp1Stream(stream: Http1ServerStream, head: Http1Head): FilterManager | undefined {
-    const conn = stream.conn;
+  #http1StreamInfo(conn: Http1ServerConnection, versionMinor: number): StreamInfo {
     const si = new StreamInfo();
-    si.protocol = head.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
+    si.protocol = versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
     si.listenerName = this.config.name;
     si.direction = this.config.direction;
     si.downstreamRemoteAddress = conn.remote;
@@ -254,6 +292,13 @@ export class HttpListener implements StreamContext, Http1StreamHost {
       si.requestedServerName = conn.sni;
       si.downstreamTls = conn.tls;
     }
+    return si;
+  }
+
+  /** Turns a parsed HTTP/1.x request into a filter-manager stream (Envoy's HCM header rules). */
+  startHttp1Stream(stream: Http1ServerStream, head: Http1Head): FilterManager | undefined {
+    const conn = stream.conn;
+    const si = this.#http1StreamInfo(conn, head.versionMinor);
     if (this.#draining) conn.closeAfterResponse = true;
     const scheme = this.#tls ? 'https' : 'http';
     const headers = new HeaderMap();

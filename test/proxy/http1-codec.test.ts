@@ -732,6 +732,67 @@ async function failureScenario(c: ClusterConfig, path: string) {
   return { response: responses[0]!, entry };
 }
 
+test('a malformed request head is a 400 DPE request in downstream_rq_4xx and the access log (Envoy: http1.codec_error)', async () => {
+  const p = await startPlane({});
+  let rq4xx: number;
+  let rqTotal: number;
+  try {
+    const c4 = p.dp.stats.counter('http.http.downstream_rq_4xx');
+    const ct = p.dp.stats.counter('http.http.downstream_rq_total');
+    const [b4, bt] = [c4.value, ct.value];
+    const { responses } = await exchangeUntilClose('GET /bad-head HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n', p.ports.http!);
+    assert.equal(responses[0]!.status, 400);
+    rq4xx = c4.value - b4;
+    rqTotal = ct.value - bt;
+  } catch (err) {
+    await p.close();
+    throw err;
+  }
+  const log = await p.closeAndReadLog();
+  assert.equal(rq4xx, 1, 'downstream_rq_4xx counts the local reply');
+  assert.equal(rqTotal, 1, 'downstream_rq_total counts it');
+  const entry = log.find((e) => e.response_flags === 'DPE');
+  assert.ok(entry, `no DPE access log line: ${JSON.stringify(log)}`);
+  assert.equal(entry.response_code, 400);
+  assert.equal(entry.response_code_details, 'http1.codec_error');
+});
+
+test('a malformed chunked body after a head already proxied: the stream ends as a 400 DPE request', async () => {
+  const up = await rawUpstream(() => {}); // reads the head, never answers
+  const p = await startPlane({ clusters: [cluster('slow', up.port)], routeTables: [{ name: 'default', virtualHosts: [{ name: 'all', domains: ['*'], routes: [prefixRoute('/', 'slow')] }] }] });
+  let responses: ReturnType<typeof parseResponses>;
+  let c4: number;
+  try {
+    const before = p.dp.stats.counter('http.http.downstream_rq_4xx').value;
+    const s = net.connect(p.ports.http!, '127.0.0.1');
+    s.on('error', () => {});
+    let got = '';
+    s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    s.write('POST /bad-chunk HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
+    // Let the head reach the upstream before the bad chunk arrives.
+    for (let i = 0; i < 100 && up.heads.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(up.heads.length, 1, 'the request head was proxied');
+    s.write('zz\r\n');
+    await new Promise<void>((r) => s.once('close', () => r()));
+    responses = parseResponses(got);
+    c4 = p.dp.stats.counter('http.http.downstream_rq_4xx').value - before;
+  } catch (err) {
+    await p.close();
+    await up.close();
+    throw err;
+  }
+  const log = await p.closeAndReadLog();
+  await up.close();
+  assert.equal(responses[0]!.status, 400);
+  assert.equal(c4, 1);
+  const entry = log.find((e) => e.path === '/bad-chunk');
+  assert.ok(entry, `no access log line for /bad-chunk: ${JSON.stringify(log)}`);
+  assert.equal(entry.response_code, 400);
+  assert.equal(entry.response_flags, 'DPE');
+  assert.equal(entry.response_code_details, 'http1.codec_error');
+});
+
 test('an upstream that answers garbage → 502 UPE upstream_reset_before_response_started{protocol_error}', async () => {
   const garbage = await rawUpstream((s) => s.write('THIS IS NOT HTTP\r\n\r\n'));
   try {

@@ -19,8 +19,12 @@ export interface Http1StreamHost {
   startHttp1Stream(stream: Http1ServerStream, head: Http1Head): FilterManager | undefined;
   /** A connection closed (listener bookkeeping). */
   onHttp1ConnectionClosed(conn: Http1ServerConnection): void;
-  /** The client sent something that is not HTTP/1.1 (Envoy's downstream_cx_protocol_error). */
-  onHttp1ProtocolError(conn: Http1ServerConnection, err: unknown): void;
+  /**
+   * The client sent something that is not HTTP/1.1 (Envoy's downstream_cx_protocol_error). `status`
+   * is the error response the codec writes (undefined when a response had started and the connection
+   * is reset); `fm` is the stream of the request being read, if its head had been parsed.
+   */
+  onHttp1ProtocolError(conn: Http1ServerConnection, err: unknown, status: number | undefined, fm: FilterManager | undefined): void;
 }
 
 const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
@@ -129,20 +133,20 @@ export class Http1ServerConnection implements Http1Events {
   }
 
   #onParseError(err: unknown): void {
-    this.#host.onHttp1ProtocolError(this, err);
     const cur = this.#current;
     if (cur !== undefined && cur.headersSent) {
+      this.#host.onHttp1ProtocolError(this, err, undefined, cur.fm);
       this.socket.destroy();
       return;
     }
     const status = err instanceof Http1ParseError ? err.status : 400;
+    this.#host.onHttp1ProtocolError(this, err, status, cur?.finished === false ? cur.fm : undefined);
     const body = reasonPhrase(status);
     // Envoy answers codec errors locally and closes the connection.
     this.socket.end(`HTTP/1.1 ${status} ${body}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`, 'latin1');
     if (cur !== undefined) {
       cur.finished = true;
       this.#current = undefined;
-      cur.fm?.onDownstreamReset();
     }
   }
 
