@@ -337,7 +337,7 @@ function SI:dynamicMetadata()
   local d = getmetatable(self)
   if d == nil or d.h == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   local o = d.dm
-  if o == nil then
+  if not o then
     o = mk({ __index = DM, __pairs = dmiter, cid = d.cid, seg = d.seg, h = d.h })
     d.dm = o
   end
@@ -429,7 +429,7 @@ function HD:headers()
   local d = getmetatable(self)
   if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
   local o = d.hobj
-  if o ~= nil then return o end
+  if o then return o end
   o = mk({ __index = HM, __pairs = hiter, cid = d.cid, seg = d.seg, h = d, w = 0 })
   d.hobj = o
   return o
@@ -474,8 +474,9 @@ function HD:streamInfo()
   local d = getmetatable(self)
   if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
   local o = d.siobj
-  if o ~= nil then return o end
-  o = mk({ __index = SI, cid = d.cid, seg = d.seg, h = d })
+  if o then return o end
+  -- dm = false: the slot exists from the start, so caching the object later does not rehash
+  o = mk({ __index = SI, cid = d.cid, seg = d.seg, h = d, dm = false })
   d.siobj = o
   return o
 end
@@ -556,7 +557,7 @@ end
 function HD:importPublicKey(key, len)
   local d = self_d(self)
   local o = d.pk
-  if o ~= nil then return o end
+  if o then return o end
   key = cstr(key, 1, "importPublicKey")
   len = cint(len, 2, "importPublicKey")
   local k = chk(H.importKey(d.cid, d.seg, key, len))
@@ -616,7 +617,9 @@ function __meshext_entry(dir, cid, seg, reap)
       pd.hobj, pd.siobj, pd.pk = nil, nil, nil
     end
   end
-  local d = { __index = HD, cid = cid, seg = seg, dir = dir }
+  -- every field the handle will hold is in the constructor: later stores reuse their slots
+  -- instead of growing the table (h, hobj, siobj, pk are set as the hook runs)
+  local d = { __index = HD, cid = cid, seg = seg, dir = dir, h = false, hobj = false, siobj = false, pk = false }
   d.h = d
   LIVE[cid] = d
   hooks[dir](mk(d))

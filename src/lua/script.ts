@@ -98,9 +98,10 @@ function fromStruct(v: unknown, depth = 0): unknown {
   if (v === null || typeof v !== 'object' || depth > 32) return v;
   if (Array.isArray(v)) return v.map((x) => fromStruct(x, depth + 1));
   if (v instanceof Uint8Array) return v;
-  const out: Record<string, unknown> = {};
-  for (const k in v as Record<string, unknown>) out[luaText(k)] = fromStruct((v as Record<string, unknown>)[k], depth + 1);
-  return out;
+  // as flat pairs: the engines build the table from one array instead of enumerating an object's keys
+  const pairs: unknown[] = [];
+  for (const k in v as Record<string, unknown>) pairs.push(luaText(k), fromStruct((v as Record<string, unknown>)[k], depth + 1));
+  return { luaTable: pairs };
 }
 
 /** Lua bytes (latin1 JS string) → JS text: UTF-8 when valid, otherwise the bytes as latin1. */

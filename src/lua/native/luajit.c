@@ -9,7 +9,8 @@
  * Safety rules kept throughout:
  * - a JS exception never unwinds through Lua frames: it is caught and re-raised as a Lua error;
  * - a Lua error never unwinds through N-API frames: every entry uses protected calls or resume;
- * - every napi handle made during a host call lives in a handle scope closed before returning to Lua.
+ * - every napi handle made during a host call lives in a handle scope that is closed before the N-API
+ *   call that runs Lua returns (the host call's own scope, or that call's for a run's first calls).
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -26,6 +27,9 @@
 #define MAX_DEPTH 32
 #define POOL_MAX 64
 #define REF_POOLED 0xFFFFFF /* startHook: the coroutine ended and is already pooled */
+/* host calls per run made without their own handle scope (their handles live until the run's
+ * N-API callback returns); later calls open one, so a looping script cannot pile up handles */
+#define UNSCOPED_CALLS 32
 
 typedef struct {
   lua_State *L;
@@ -45,23 +49,44 @@ typedef struct {
   int nfns, capfns;
   int pool[POOL_MAX];
   int npool;
+  int calls;          /* host calls in the current run */
 } State;
 
 /* per-env data: the addon may be loaded by several worker threads, each with its own env */
 typedef struct {
-  napi_ref multi_ctor;
+  napi_ref multi_proto; /* Multi.prototype: a prototype compare is much cheaper than napi_instanceof */
+  napi_ref keys;        /* [KEY_TABLE, KEY_VALUES, KEY_TYPE] made once, not a string per use (N-API 8
+                         * cannot reference a string itself) */
 } EnvData;
 
-static napi_ref multi_ctor_of(napi_env env) {
+#define KEY_TABLE 0 /* "luaTable" */
+#define KEY_VALUES 1 /* "values" */
+#define KEY_TYPE 2 /* "luaType" */
+
+static EnvData *env_data(napi_env env) {
   EnvData *ed = NULL;
-  if (napi_get_instance_data(env, (void **)&ed) != napi_ok || !ed) return NULL;
-  return ed->multi_ctor;
+  if (napi_get_instance_data(env, (void **)&ed) != napi_ok) return NULL;
+  return ed;
+}
+
+static napi_value ref_value(napi_env env, napi_ref r) {
+  napi_value v = NULL;
+  if (r) napi_get_reference_value(env, r, &v);
+  return v;
+}
+
+static napi_value key_of(napi_env env, EnvData *ed, uint32_t which) {
+  napi_value keys, k = NULL;
+  if (!ed || !ed->keys || napi_get_reference_value(env, ed->keys, &keys) != napi_ok || !keys) return NULL;
+  if (napi_get_element(env, keys, which, &k) != napi_ok) return NULL;
+  return k;
 }
 
 static void free_env_data(napi_env env, void *data, void *hint) {
   (void)hint;
   EnvData *ed = (EnvData *)data;
-  if (ed->multi_ctor) napi_delete_reference(env, ed->multi_ctor);
+  if (ed->multi_proto) napi_delete_reference(env, ed->multi_proto);
+  if (ed->keys) napi_delete_reference(env, ed->keys);
   free(ed);
 }
 /* the state whose coroutine is running on this thread (hooks get only the coroutine) */
@@ -126,7 +151,9 @@ static napi_value opaque(napi_env env, const char *type) {
   napi_value o, t;
   napi_create_object(env, &o);
   napi_create_string_utf8(env, type, NAPI_AUTO_LENGTH, &t);
-  napi_set_named_property(env, o, "luaType", t);
+  napi_value k = key_of(env, env_data(env), KEY_TYPE);
+  if (k) napi_set_property(env, o, k, t);
+  else napi_set_named_property(env, o, "luaType", t);
   return o;
 }
 
@@ -163,7 +190,9 @@ static napi_value to_js(napi_env env, lua_State *L, int idx, int depth) {
           lua_pop(L, 1);
         }
       }
-      napi_set_named_property(env, o, "luaTable", arr);
+      napi_value k = key_of(env, env_data(env), KEY_TABLE);
+      if (k) napi_set_property(env, o, k, arr);
+      else napi_set_named_property(env, o, "luaTable", arr);
       return o;
     }
     case LUA_TFUNCTION:
@@ -180,12 +209,13 @@ static napi_value to_js(napi_env env, lua_State *L, int idx, int depth) {
 static void push_string(napi_env env, lua_State *L, napi_value v) {
   char small[256];
   size_t n = 0;
-  napi_get_value_string_latin1(env, v, NULL, 0, &n);
-  if (n < sizeof(small)) {
-    napi_get_value_string_latin1(env, v, small, sizeof(small), &n);
+  /* one call for short strings: a copy that did not fill the buffer is the whole string */
+  napi_get_value_string_latin1(env, v, small, sizeof(small), &n);
+  if (n < sizeof(small) - 1) {
     lua_pushlstring(L, small, n);
     return;
   }
+  napi_get_value_string_latin1(env, v, NULL, 0, &n);
   char *buf = (char *)malloc(n + 1);
   if (!buf) {
     lua_pushnil(L);
@@ -196,9 +226,20 @@ static void push_string(napi_env env, lua_State *L, napi_value v) {
   free(buf);
 }
 
+static void push_typed(napi_env env, lua_State *L, napi_value v, napi_valuetype t, int depth);
+
 static void push_js(napi_env env, lua_State *L, napi_value v, int depth) {
   napi_valuetype t;
-  if (!lua_checkstack(L, 4) || napi_typeof(env, v, &t) != napi_ok) {
+  if (napi_typeof(env, v, &t) != napi_ok) {
+    lua_pushnil(L);
+    return;
+  }
+  push_typed(env, L, v, t, depth);
+}
+
+/* push_js for a value whose type the caller already has */
+static void push_typed(napi_env env, lua_State *L, napi_value v, napi_valuetype t, int depth) {
+  if (!lua_checkstack(L, 4)) {
     lua_pushnil(L);
     return;
   }
@@ -260,12 +301,13 @@ static void push_js(napi_env env, lua_State *L, napi_value v, int depth) {
     }
     return;
   }
-  bool has;
-  napi_has_named_property(env, v, "luaTable", &has);
-  if (has) {
-    napi_value arr;
+  /* {luaTable: [k, v, ...]}: one lookup with the cached key (undefined when absent) */
+  napi_value tkey = key_of(env, env_data(env), KEY_TABLE);
+  napi_value arr = NULL;
+  napi_valuetype at = napi_undefined;
+  if (tkey && napi_get_property(env, v, tkey, &arr) == napi_ok) napi_typeof(env, arr, &at);
+  if (at == napi_object) {
     uint32_t n, i;
-    napi_get_named_property(env, v, "luaTable", &arr);
     napi_get_array_length(env, arr, &n);
     lua_createtable(L, 0, (int)(n / 2));
     for (i = 0; i + 1 < n; i += 2) {
@@ -302,17 +344,19 @@ static int host_call(lua_State *L) {
   State *s = (State *)lua_touserdata(L, lua_upvalueindex(1));
   int idx = (int)lua_tointeger(L, lua_upvalueindex(2));
   napi_env env = s->env;
-  napi_handle_scope scope;
+  napi_handle_scope scope = NULL;
   napi_value fn, recv, result, argv[10];
   int n = lua_gettop(L), i, nret = 0;
   if (n > 10) n = 10;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+  /* opening a scope allocates (node makes a wrapper object per scope): the first calls of a run
+   * leave their few handles to the scope of the run's own N-API callback instead */
+  if (s->calls++ >= UNSCOPED_CALLS && napi_open_handle_scope(env, &scope) != napi_ok) {
     lua_pushstring(L, "host call failed: no handle scope");
     return lua_error(L);
   }
   for (i = 0; i < n; i++) argv[i] = to_js(env, L, i + 1, 0);
   napi_get_reference_value(env, s->fns[idx], &fn);
-  napi_get_undefined(env, &recv);
+  recv = fn; /* the host functions are arrow functions: `this` is unused, and this saves a call */
   if (napi_call_function(env, recv, fn, (size_t)n, argv, &result) != napi_ok) {
     /* a JS throw becomes a Lua error (after the scope is closed) */
     napi_value exc, msg;
@@ -323,7 +367,7 @@ static int host_call(lua_State *L) {
       lua_pop(L, 1);
       push_string(env, L, msg);
     }
-    napi_close_handle_scope(env, scope);
+    if (scope) napi_close_handle_scope(env, scope);
     return lua_error(L);
   }
   napi_valuetype t;
@@ -334,16 +378,17 @@ static int host_call(lua_State *L) {
   s->enforce = 0;
   if (t != napi_undefined) {
     bool multi = false;
-    napi_value ctor;
-    napi_ref mref = t == napi_object ? multi_ctor_of(env) : NULL;
-    if (mref) {
-      napi_get_reference_value(env, mref, &ctor);
-      napi_instanceof(env, result, ctor, &multi);
+    EnvData *ed = t == napi_object ? env_data(env) : NULL;
+    napi_value mproto = ed ? ref_value(env, ed->multi_proto) : NULL;
+    if (mproto) {
+      napi_value proto;
+      if (napi_get_prototype(env, result, &proto) == napi_ok) napi_strict_equals(env, proto, mproto, &multi);
     }
     if (multi) {
       napi_value vals;
       uint32_t nv, j;
-      napi_get_named_property(env, result, "values", &vals);
+      napi_value vk = key_of(env, ed, KEY_VALUES);
+      if (!vk || napi_get_property(env, result, vk, &vals) != napi_ok) napi_get_named_property(env, result, "values", &vals);
       napi_get_array_length(env, vals, &nv);
       if (lua_checkstack(L, (int)nv + 4)) {
         for (j = 0; j < nv; j++) {
@@ -354,12 +399,12 @@ static int host_call(lua_State *L) {
         nret = (int)nv;
       }
     } else {
-      push_js(env, L, result, 0);
+      push_typed(env, L, result, t, 0);
       nret = 1;
     }
   }
   s->enforce = enforce;
-  napi_close_handle_scope(env, scope);
+  if (scope) napi_close_handle_scope(env, scope);
   return nret;
 }
 
@@ -413,8 +458,21 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
     if (!ed) return throw_msg(env, "out of memory");
     napi_set_instance_data(env, ed, free_env_data, NULL);
   }
-  if (ed->multi_ctor) napi_delete_reference(env, ed->multi_ctor);
-  napi_create_reference(env, argv[0], 1, &ed->multi_ctor);
+  napi_value proto, k;
+  if (ed->multi_proto) napi_delete_reference(env, ed->multi_proto);
+  ed->multi_proto = NULL;
+  if (napi_get_named_property(env, argv[0], "prototype", &proto) == napi_ok) napi_create_reference(env, proto, 1, &ed->multi_proto);
+  if (!ed->keys) {
+    static const char *names[] = {"luaTable", "values", "luaType"};
+    napi_value keys;
+    uint32_t i;
+    napi_create_array(env, &keys);
+    for (i = 0; i < 3; i++) {
+      napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &k);
+      napi_set_element(env, keys, i, k);
+    }
+    napi_create_reference(env, keys, 1, &ed->keys);
+  }
   return NULL;
 }
 
@@ -537,6 +595,7 @@ static napi_value js_exec(napi_env env, napi_callback_info info) {
       s->hot = 0;
       lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
     }
+    s->calls = 0;
     s->enforce = 1;
     rc = lua_pcall(L, 0, 0, 0);
     s->enforce = 0;
@@ -598,6 +657,7 @@ static int resume_budgeted(State *s, lua_State *T, int nargs, double budget, dou
     lua_sethook(T, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
   }
   double t0 = s->ticks;
+  s->calls = 0;
   s->enforce = 1;
   int rc = lua_resume(T, nargs);
   s->enforce = 0;
