@@ -35,7 +35,10 @@ local newproxy, getmetatable, tonumber, floor = newproxy, getmetatable, tonumber
 -- restart at 1, so every method checks its object's seg against its own handle's first.
 local mk
 local dsm = debug.setmetatable -- captured before the sandbox removes debug
-if ENG and ENG.newuds then
+if ENG and ENG.mk then
+  -- LuaJIT: one C call makes the userdata and sets its metatable
+  mk = ENG.mk
+elseif ENG and ENG.newuds then
   -- Lua 5.4 cannot make userdata itself: the host makes them 32 at a time (one crossing)
   local newuds = ENG.newuds
   local pool, np = {}, 0

@@ -1,6 +1,6 @@
 /**
  * Coroutines and userdata are recycled by the engines (a finished hook's coroutine goes back to a
- * pool inside start(); LuaJIT objects come from batches of 32 userdata made in C). These tests
+ * pool inside start(); wasm objects come from batches of 32 userdata made by the host). These tests
  * would fail if recycling let one hook see another's objects, or a pooled coroutine were handed
  * out twice (released by the driver after the engine pooled it).
  */
