@@ -81,3 +81,7 @@ export const Limits = {
   reloadBackoffBaseMs: 1000,
   reloadBackoffMaxMs: 10_000,
 } as const;
+
+/** The import the instrumented module calls at loop headers (instrument.ts injects it, vm.ts provides it). */
+export const FUEL_IMPORT_MODULE = 'meshext';
+export const FUEL_IMPORT_NAME = 'fuel_check';

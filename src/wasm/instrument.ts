@@ -16,6 +16,8 @@
  * UnsupportedWasmFeature, and the caller falls back to running without the CPU budget (logged).
  */
 
+import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME } from './abi.ts';
+
 export class UnsupportedWasmFeature extends Error {
   constructor(what: string) {
     super(`cannot instrument module: ${what}`);
@@ -38,8 +40,7 @@ export interface InstrumentResult {
   loops: number;
 }
 
-export const FUEL_IMPORT_MODULE = 'meshext';
-export const FUEL_IMPORT_NAME = 'fuel_check';
+export { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME };
 
 class Reader {
   pos: number;

@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BroadcastChannel, isMainThread, threadId } from 'node:worker_threads';
 import { ABI_MARKERS, type AbiVersion } from './abi.ts';
-import { instrument, MemoryCapError, UnsupportedWasmFeature } from './instrument.ts';
 import { logger } from '../observability/log.ts';
 
 export class WasmLoadError extends Error {
@@ -190,6 +189,9 @@ async function doCompile(bytes: Uint8Array, sha: string, opts: CompileOptions): 
   let fuel = false;
   let fuelUnavailable: string | undefined;
   if (opts.cpuBudget || opts.maxPages > 0) {
+    // Imported here, not at the top: with compiled modules shared between threads, most workers
+    // never instrument anything and need not carry the rewriter (~60 KiB of heap each).
+    const { instrument, MemoryCapError, UnsupportedWasmFeature } = await import('./instrument.ts');
     try {
       const out = instrument(bytes, { fuel: opts.cpuBudget, maxPages: opts.maxPages });
       module = await WebAssembly.compile(out.bytes as Uint8Array<ArrayBuffer>);

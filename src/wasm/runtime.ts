@@ -171,9 +171,12 @@ export const wasmRuntime: ExtensionRuntime = {
     // `plugin` is read when each stream starts, so a module that arrives later replaces the
     // fetch-failure placeholder (403 / bypass per failStrategy) without a config change.
     let plugin = await loadPlugin(bytes, opts, pages);
+    // The closures below capture this flag, not `bytes`: they would keep the module's bytes alive
+    // in every worker (plugins of several MiB exist) long after compilation.
+    const fetchFailed = bytes instanceof Error;
     let released = false;
     let watch: { stop(): void } | undefined;
-    if (bytes instanceof Error && moduleSource === undefined && !isLocal(wasm.url)) {
+    if (fetchFailed && moduleSource === undefined && !isLocal(wasm.url)) {
       watch = await startRecovery(ext, services, async (recovered) => {
         if (released) return;
         const next = await loadPlugin(recovered, opts, pages);
@@ -191,7 +194,7 @@ export const wasmRuntime: ExtensionRuntime = {
       filterName: opts.filterName,
       httpFilterFactory: () => (network ? null : { name: opts.filterName, create: (cb) => plugin.createHttpFilter(cb) }),
       networkFilterFactory: () => (network ? { name: opts.filterName, create: (cb) => plugin.createNetworkFilter(cb) } : null),
-      describe: () => ({ kind: 'wasm', url: wasm.url, recovering: watch !== undefined && bytes instanceof Error, ...plugin.describe() }),
+      describe: () => ({ kind: 'wasm', url: wasm.url, recovering: watch !== undefined && fetchFailed, ...plugin.describe() }),
       release: () => {
         released = true;
         watch?.stop();

@@ -16,14 +16,13 @@ import type { StatsStore } from '../observability/stats.ts';
 import type { ClusterConfig, ProxyIdentity } from '../config/types.ts';
 import { closeGrpcSessions } from './grpc.ts';
 import { logger } from '../observability/log.ts';
-import { Limits, Status, type AbiVersion } from './abi.ts';
+import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, Limits, Status, type AbiVersion } from './abi.ts';
 import type { CompiledPlugin } from './module.ts';
 import { WasmLoadError } from './module.ts';
 import { ShortStringCache, encodeStringInto, utf8Length } from './pairs.ts';
 import { buildImports } from './host.ts';
 import { ContextTable } from './context-table.ts';
 import { sharedState, type SharedState, type QueueReceiver } from './shared.ts';
-import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME } from './instrument.ts';
 
 /** Returned by `call()` when the VM is (or just became) failed. */
 export const VM_FAILED = -0x80000000;
