@@ -6,6 +6,7 @@
  * The copy lives in `<package>/.meshext-js/`, a sibling of `src/`, so paths relative to a module
  * (`../../build/...`) resolve the same from both trees. It is rebuilt when a source file changes
  * (path, size and mtime), atomically (temp dir + rename). Any failure falls back to the .ts sources.
+ * Characters above U+00FF are escaped (ascii-source.ts), which halves each module's source in memory.
  */
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { stripTypeScriptTypes } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { logger } from '../observability/log.ts';
+import { asciiSource } from './ascii-source.ts';
 
 const SRC = resolve(import.meta.dirname, '..');
 const OUT = join(resolve(SRC, '..'), '.meshext-js');
@@ -74,7 +76,9 @@ function buildStripped(): URL | null {
         const target = join(tmp, rel.endsWith('.ts') ? rel.slice(0, -3) + '.js' : rel);
         mkdirSync(dirname(target), { recursive: true });
         if (f.endsWith('.ts')) {
-          const js = stripTypeScriptTypes(readFileSync(f, 'utf8'), { mode: 'strip' }).replace(RELATIVE_TS, '$1$2.js$1');
+          const stripped = stripTypeScriptTypes(readFileSync(f, 'utf8'), { mode: 'strip' }).replace(RELATIVE_TS, '$1$2.js$1');
+          // Latin-1 only: V8 then keeps each module's source at one byte per character.
+          const js = asciiSource(stripped) ?? stripped;
           writeFileSync(target, js);
         } else {
           copyFileSync(f, target);
