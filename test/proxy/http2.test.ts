@@ -338,3 +338,62 @@ test('HTTP/2 cookie crumbs are joined into one Cookie header with "; " (RFC 9113
     await h2Close(session);
   }
 });
+
+test('HTTP/2 Expect: 100-continue is answered by the proxy (interim 100, then the response) and not forwarded', async () => {
+  const session = await h2Connect(`http://127.0.0.1:${plainPort}`);
+  try {
+    const result = await new Promise<{ continued: boolean; status: number; seen: Seen }>((resolve, reject) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/expect', expect: '100-continue' }, { endStream: false });
+      let continued = false;
+      let status = 0;
+      let body = '';
+      // The client holds the body until the interim response arrives, as curl does.
+      stream.on('continue', () => {
+        continued = true;
+        stream.end('held body');
+      });
+      stream.on('response', (h) => (status = Number(h[':status'])));
+      stream.setEncoding('utf8');
+      stream.on('data', (c: string) => (body += c));
+      stream.on('end', () => resolve({ continued, status, seen: JSON.parse(body) as Seen }));
+      stream.on('error', reject);
+    });
+    assert.ok(result.continued, 'an interim 100 Continue reached the client');
+    assert.equal(result.status, 200);
+    assert.equal(result.seen.body, 'held body');
+    assert.equal(result.seen.headers.expect, undefined, 'Expect is not forwarded');
+  } finally {
+    await h2Close(session);
+  }
+});
+
+test('HTTP/2 drain: the session gets GOAWAY and a stream in flight when the drain began still completes', async () => {
+  const p = await startPlane({ listeners: [listener({ name: 'plain' })], clusters: [cluster('h1', up1.port)], routeTables: [h1AndH2Routes()] });
+  try {
+    const session = await h2Connect(`http://127.0.0.1:${p.ports.plain!}`);
+    const goaway = new Promise<void>((r) => session.once('goaway', () => r()));
+    // A request whose body is still being sent when the drain begins.
+    const stream = session.request({ ':method': 'POST', ':path': '/in-flight' }, { endStream: false });
+    stream.write('first half, ');
+    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      let status = 0;
+      let body = '';
+      stream.on('response', (h) => (status = Number(h[':status'])));
+      stream.setEncoding('utf8');
+      stream.on('data', (c: string) => (body += c));
+      stream.on('end', () => resolve({ status, body }));
+      stream.on('error', reject);
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const draining = p.dp.httpListeners[0]!.drain(5000);
+    await goaway;
+    stream.end('second half');
+    const r = await answer;
+    assert.equal(r.status, 200);
+    assert.equal((JSON.parse(r.body) as Seen).body, 'first half, second half');
+    await draining;
+    session.destroy();
+  } finally {
+    await p.close();
+  }
+});
