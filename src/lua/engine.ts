@@ -79,8 +79,12 @@ export class LuaScriptError extends Error {
 }
 
 export interface LuaState {
-  /** Loads and runs a chunk with Envoy's chunk naming (the source itself). Throws LuaScriptError. */
-  exec(code: string, chunkName: string, budget: number): void;
+  /**
+   * Loads and runs a chunk with Envoy's chunk naming (the source itself). Throws LuaScriptError.
+   * `trusted`: meshext's own chunks (prelude, sandbox). On LuaJIT with a budget only those may be
+   * JIT-compiled; everything else runs in the interpreter, where the count hook sees it.
+   */
+  exec(code: string, chunkName: string, budget: number, trusted?: boolean): void;
   /** Installs `fns` as global table `name`. */
   setHostTable(name: string, fns: Readonly<Record<string, HostFunction>>): void;
   /** Moves global function `name` into the registry as the hook entry point and clears it. */

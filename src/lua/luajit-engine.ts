@@ -26,7 +26,7 @@ interface Addon {
   init(multi: typeof Multi): void;
   newState(memoryLimit: number, budget: boolean, unsafe: boolean): object;
   setHostTable(st: object, name: string, keys: string[], fns: HostFunction[]): void;
-  exec(st: object, code: string, chunkName: string, budget: number): string | undefined;
+  exec(st: object, code: string, chunkName: string, budget: number, trusted: boolean): string | undefined;
   takeEntry(st: object, name: string): void;
   /** [ref, status, used, ...values] */
   start(st: object, args: readonly PushValue[], budget: number): unknown[];
@@ -88,8 +88,8 @@ class LuajitState implements LuaState {
     this.#a = a;
     this.#st = a.newState(o.memoryLimitBytes, o.budgetEnabled, o.allowUnsafeLibs);
   }
-  exec(code: string, chunkName: string, budget: number): void {
-    const e = this.#a.exec(this.#st, code, chunkName, budget);
+  exec(code: string, chunkName: string, budget: number, trusted = false): void {
+    const e = this.#a.exec(this.#st, code, chunkName, budget, trusted);
     if (e !== undefined) throw new Error(e);
   }
   setHostTable(name: string, fns: Readonly<Record<string, HostFunction>>): void {

@@ -650,6 +650,7 @@ end
 export const SANDBOX = String.raw`
 do
   local os0 = os
+  local jitoff = jit and jit.off -- taken before jit is removed below
   -- keep the harmless clock functions that scripts in the wild use
   os = os0 and { time = os0.time, date = os0.date, clock = os0.clock, difftime = os0.difftime } or nil
   io, debug, dofile, loadfile, require, module = nil, nil, nil, nil, nil, nil
@@ -669,11 +670,17 @@ do
     end
   end)(collectgarbage)
   local load0 = load
+  -- LuaJIT with a budget compiles only meshext's own code: what a script loads is marked like the
+  -- script itself (interpreted, so the count hook sees it); jit.off(f, true) covers its functions
+  local function nojit(f, e)
+    if f and jitoff then jitoff(f, true) end
+    return f, e
+  end
   -- text chunks only: crafted bytecode can crash the VM
   load = function(chunk, name, mode, env)
-    if env ~= nil then return load0(chunk, name, "t", env) end
-    return load0(chunk, name, "t")
+    if env ~= nil then return nojit(load0(chunk, name, "t", env)) end
+    return nojit(load0(chunk, name, "t"))
   end
-  if loadstring then loadstring = function(s, name) return load0(s, name, "t") end end
+  if loadstring then loadstring = function(s, name) return nojit(load0(s, name, "t")) end end
 end
 `;

@@ -170,22 +170,22 @@ export class LuaScript {
     this.state = state;
     try {
       state.setHostTable('__meshext_host', this.#hostTable());
-      if (engine.compatPrelude) state.exec(engine.compatPrelude, '=meshext.compat', 0);
-      if (engine.name === 'luajit') state.exec(COMPAT_LUAJIT, '=meshext.compat', 0);
-      state.exec(PRELUDE, '=meshext.prelude', 0);
-      if (!options.allowUnsafeLibs) state.exec(SANDBOX, '=meshext.sandbox', 0);
+      if (engine.compatPrelude) state.exec(engine.compatPrelude, '=meshext.compat', 0, true);
+      if (engine.name === 'luajit') state.exec(COMPAT_LUAJIT, '=meshext.compat', 0, true);
+      state.exec(PRELUDE, '=meshext.prelude', 0, true);
+      if (!options.allowUnsafeLibs) state.exec(SANDBOX, '=meshext.sandbox', 0, true);
       try {
         // Envoy names the chunk with the source itself: messages read `[string "..."]:3: ...`.
         state.exec(code, code, this.budgetTicks);
       } catch (e) {
         throw new LuaScriptError(`script load error: ${(e as Error).message}`);
       }
-      state.exec('__meshext_capture()', '=meshext.capture', 0);
+      state.exec('__meshext_capture()', '=meshext.capture', 0, true);
       state.takeEntry('__meshext_entry');
       // The hook mask is read back through a tiny chunk: no getter exists in the engine API.
       let mask = 0;
       state.setHostTable('__meshext_report', { hooks: (m) => { mask = m as number; } });
-      state.exec('__meshext_report.hooks(__meshext_hooks) __meshext_report = nil __meshext_hooks = nil', '=meshext.report', 0);
+      state.exec('__meshext_report.hooks(__meshext_hooks) __meshext_report = nil __meshext_hooks = nil', '=meshext.report', 0, true);
       this.hooks = mask;
     } catch (e) {
       state.close();

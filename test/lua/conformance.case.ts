@@ -439,6 +439,27 @@ export function runConformance(opts: ConformanceOptions): void {
       assert.equal(h.errors(), 1);
     });
 
+    // LuaJIT compiles meshext's own prelude; the script's code and what it loads must stay
+    // interpreted, where the count hook runs: none of these loops may hang the worker.
+    for (const [what, body] of [
+      ['a loop calling prelude methods', 'while true do h:headers():get("x") h:streamInfo():dynamicMetadata() end'],
+      ['a loop made by load()', 'load("while true do end")()'],
+      ['a loop made by loadstring()', 'loadstring("local n = 0 while true do n = n + 1 end")()'],
+      ['a loop in a function defined inside a loaded chunk', 'load("return function() local x = 0 for i = 1, 1e12 do x = x + i end end")()()'],
+      ['a loop in a coroutine', 'coroutine.wrap(function() while true do end end)()'],
+      ['a loop in a __pairs the prelude calls', 'for k in pairs(setmetatable({}, { __pairs = function() while true do end end })) do end'],
+      ['a loop in an __index the prelude reaches', 'h:httpCall("cluster", setmetatable({}, { __index = function() while true do end end }), "", 1000)'],
+    ] as const) {
+      test(`instruction budget: ${what} is stopped`, () => {
+        const h = make(`function envoy_on_request(h) ${body} end`, { instructionBudget: 1_000_000 });
+        const t0 = Date.now();
+        assert.equal(h.stream().decodeHeaders(REQ, true), HeadersStatus.Continue);
+        assert.ok(Date.now() - t0 < 5000);
+        assert.equal(h.errors(), 1);
+        assert.match(h.logs.script(LEVEL.error)[0]!, /instruction budget exceeded/);
+      });
+    }
+
     test('instruction budget applies to the top-level chunk', () => {
       assert.throws(() => make('while true do end', { instructionBudget: 1_000_000 }), /script load error: .*instruction budget exceeded/);
     });

@@ -42,6 +42,7 @@ typedef struct {
   double remaining;   /* hook ticks left in the current run */
   double ticks;       /* hook ticks counted so far */
   int budget;         /* count hook installed */
+  int nojit_user;     /* JIT on, but untrusted chunks are marked not compilable (see newState) */
   int hot;            /* the hook was switched to every instruction after an overrun */
   int entry_ref;
   int closed;
@@ -506,12 +507,17 @@ static napi_value js_new_state(napi_env env, napi_callback_info info) {
   luaL_openlibs(s->L);
   s->budget = budget;
   if (budget) {
-    /* JIT-compiled traces never check hooks: an infinite loop would hang the worker. The
-     * interpreter checks them, and LuaJIT's interpreter is still faster than PUC Lua. */
-    luaJIT_setmode(s->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    /* JIT-compiled traces never call hooks: a compiled infinite loop would hang the worker. The
+     * interpreter calls them. meshext's own chunks (prelude, sandbox) are trusted and bounded, so
+     * they may be compiled: exec() marks every untrusted chunk, with all its functions, as not
+     * compilable (PROTO_NOJIT), and the sandbox's load()/loadstring() mark what they load. A
+     * trace cannot enter or return into a NOJIT function (the recorder aborts), so the script's
+     * own code always runs in the interpreter under the count hook. With the unsafe libraries
+     * (jit.on, dofile, require, ...) the script could escape that, so the JIT stays off. */
+    if (unsafe) luaJIT_setmode(s->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    else s->nojit_user = 1;
     lua_sethook(s->L, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
   }
-  (void)unsafe; /* library removal is done by the shared Lua sandbox chunk */
   lua_createtable(s->L, 0, 1);
   lua_pushcfunction(s->L, mk_ud);
   lua_setfield(s->L, -2, "mk");
@@ -564,15 +570,17 @@ static napi_value js_set_host_table(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* exec(st, code, chunkName, budget) -> undefined | error message */
+/* exec(st, code, chunkName, budget, trusted) -> undefined | error message */
 static napi_value js_exec(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], out;
+  size_t argc = 5;
+  napi_value argv[5], out;
   size_t clen, nlen;
   double budget = 0;
+  bool trusted = false;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   State *s = get_state(env, argv[0]);
   if (!s) return NULL;
+  if (argc > 4) napi_get_value_bool(env, argv[4], &trusted);
   napi_get_value_string_utf8(env, argv[1], NULL, 0, &clen);
   napi_get_value_string_utf8(env, argv[2], NULL, 0, &nlen);
   napi_get_value_double(env, argv[3], &budget);
@@ -592,6 +600,13 @@ static napi_value js_exec(napi_env env, napi_callback_info info) {
   int rc = luaL_loadbufferx(L, code, clen, name, "t");
   free(code);
   free(name);
+  /* the chunk and every function defined in it, at any depth: interpreted only (see newState) */
+  if (rc == 0 && !trusted && s->nojit_user && luaJIT_setmode(L, -1, LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_OFF) != 1) {
+    lua_settop(L, 0);
+    napi_create_string_utf8(env, "cannot disable the JIT for the chunk", NAPI_AUTO_LENGTH, &out);
+    current = prev;
+    return out;
+  }
   if (rc == 0) {
     s->remaining = budget > 0 ? budget : INFINITY;
     if (s->hot) {
