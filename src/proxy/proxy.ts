@@ -4,6 +4,7 @@
  * without restart). A rejected resource or file never removes the last good version of it.
  */
 import net from 'node:net';
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { startAdminServer, startPrometheusServer, startReadinessServer, type AdminSource, type RunningServer } from '../admin/server.ts';
 import { loadExtensions } from '../config/extensions.ts';
@@ -196,6 +197,10 @@ export class Proxy implements AdminSource {
       const { availableParallelism } = await import('node:os');
       workers = opts.concurrency === 0 ? availableParallelism() : opts.concurrency;
       bootstrap = await resolveEphemeralPorts(bootstrap);
+      // Contexts created from now on get gc(): the workers' (worker.ts collects after loading
+      // code); this thread's existing context does not. There is no other way to ask V8 for a
+      // full collection.
+      setFlagsFromString('--expose-gc');
       const started = await Promise.allSettled(
         Array.from({ length: workers }, (_, workerId) => {
           const w = new Worker(workerEntry(), { workerData: { bootstrap, workerId, wasmShared: sharedState.handle() } });
