@@ -5,15 +5,21 @@
  * threads load the stripped copy of src/ (stripped-sources.ts), so each pays for this per thread.
  *
  * A small tokenizer finds where a character sits: in comments, strings, untagged templates and
- * regular expressions it becomes a \uXXXX escape (same value); whitespace in code (type stripping
- * blanks multi-byte characters with wide spaces) becomes a space. Raw template text (String.raw
- * and other tags) is left alone. Anything unexpected returns null: the caller keeps the original.
+ * regular expressions it becomes a \uXXXX escape (same value). Wide spaces become spaces: type
+ * stripping blanks multi-byte characters with them, so the caller must pass only sources whose
+ * original text had none (see hasWideSpace). Raw template text (String.raw and other tags) is
+ * left alone. Anything unexpected returns null: the caller keeps the original.
  */
 
 /** Keywords after which `/` starts a regular expression and a backtick an untagged template. */
 const EXPRESSION_KEYWORDS = new Set(['return', 'typeof', 'instanceof', 'in', 'of', 'new', 'delete', 'void', 'throw', 'case', 'do', 'else', 'yield', 'await']);
 
 const isIdentChar = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 36 || c === 95 || c > 127;
+
+/** Whether a text holds a space character above U+00FF (then its stripped form must be kept as is). */
+export function hasWideSpace(text: string): boolean {
+  return /[\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]/.test(text);
+}
 
 function escape(code: number): string {
   return '\\u' + code.toString(16).padStart(4, '0');
@@ -47,11 +53,14 @@ export function asciiSource(src: string): string | null {
     const c = src.charCodeAt(i);
     if (c > 0xff) {
       let rep: string;
-      if (mode === 'code') {
-        if (/\s/.test(src[i]!)) rep = ' ';
-        else return null; // a non-Latin-1 identifier: rare enough not to handle
-      } else if (mode === 'template' && tagged) {
+      if (mode === 'template' && tagged) {
         continue; // raw text is observable: keep it (the file stays two-byte)
+      } else if (/\s/.test(src[i]!)) {
+        // Wide spaces are blanks left by type stripping, in code: whatever the tokenizer believes
+        // the mode is, a space keeps the file valid (the caller guarantees the source had none).
+        rep = ' ';
+      } else if (mode === 'code') {
+        return null; // a non-Latin-1 identifier: rare enough not to handle
       } else {
         if (c >= 0xd800 && c <= 0xdfff && mode === 'regex') return null; // astral in a regex: leave the file as it is
         rep = escape(c);
@@ -132,7 +141,9 @@ export function asciiSource(src: string): string | null {
           }
           break;
         }
-        if (c === 39 || c === 34) {
+        if ((c === 43 || c === 45) && src.charCodeAt(i + 1) === c) {
+          i++; // `x++ / 2` divides: after ++ or -- the expression state is the operand's
+        } else if (c === 39 || c === 34) {
           mode = 'string';
           quote = c;
         } else if (c === 96) {

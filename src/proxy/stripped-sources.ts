@@ -14,7 +14,7 @@ import { stripTypeScriptTypes } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { logger } from '../observability/log.ts';
-import { asciiSource } from './ascii-source.ts';
+import { asciiSource, hasWideSpace } from './ascii-source.ts';
 
 const SRC = resolve(import.meta.dirname, '..');
 const OUT = join(resolve(SRC, '..'), '.meshext-js');
@@ -76,9 +76,10 @@ function buildStripped(): URL | null {
         const target = join(tmp, rel.endsWith('.ts') ? rel.slice(0, -3) + '.js' : rel);
         mkdirSync(dirname(target), { recursive: true });
         if (f.endsWith('.ts')) {
-          const stripped = stripTypeScriptTypes(readFileSync(f, 'utf8'), { mode: 'strip' }).replace(RELATIVE_TS, '$1$2.js$1');
+          const source = readFileSync(f, 'utf8');
+          const stripped = stripTypeScriptTypes(source, { mode: 'strip' }).replace(RELATIVE_TS, '$1$2.js$1');
           // Latin-1 only: V8 then keeps each module's source at one byte per character.
-          const js = asciiSource(stripped) ?? stripped;
+          const js = (hasWideSpace(source) ? null : asciiSource(stripped)) ?? stripped;
           writeFileSync(target, js);
         } else {
           copyFileSync(f, target);
