@@ -75,6 +75,35 @@ local function newtype(mt)
   end
 end
 
+-- The data tables of the objects a handle caches (headers(), streamInfo(), its
+-- dynamicMetadata()) are recycled when their segment ends: the userdata, which the script may
+-- still hold, is re-pointed to DEADMT, where every method raises the dead-object error, and its
+-- table goes back to a pool. That is 6 of the ~8 tables a parity request allocated (~1.5 KB),
+-- which the GC no longer allocates, marks and sweeps. Each data table keeps its userdata in u.
+local DEADMT = { seg = -1, h = { seg = -2 } } -- a method that reads it as data sees a dead object
+local FHM, FSI, FDM, nfhm, nfsi, nfdm = {}, {}, {}, 0, 0, 0
+local POOLMAX = 32
+local function retire(d)
+  local od = d.hobj
+  if od then
+    dsm(od.u, DEADMT)
+    od.u, od.iter = false, false
+    if nfhm < POOLMAX then nfhm = nfhm + 1; FHM[nfhm] = od end
+  end
+  od = d.siobj
+  if od then
+    local dm = od.dm
+    if dm then
+      dsm(dm.u, DEADMT)
+      dm.u, dm.iter = false, false
+      if nfdm < POOLMAX then nfdm = nfdm + 1; FDM[nfdm] = dm end
+    end
+    dsm(od.u, DEADMT)
+    od.u, od.dm = false, false
+    if nfsi < POOLMAX then nfsi = nfsi + 1; FSI[nfsi] = od end
+  end
+end
+
 local function tname(v, i, n)
   if v == nil and i > n then return "no value" end
   return type(v)
@@ -339,11 +368,20 @@ end
 function SI:dynamicMetadata()
   local d = getmetatable(self)
   if d == nil or d.h == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
-  local o = d.dm
-  if not o then
-    o = mk({ __index = DM, __pairs = dmiter, cid = d.cid, seg = d.seg, h = d.h })
-    d.dm = o
+  local od = d.dm
+  if od then return od.u end
+  local n = nfdm
+  if n > 0 then
+    od = FDM[n]
+    FDM[n] = nil
+    nfdm = n - 1
+    od.__index, od.__pairs, od.cid, od.seg, od.h = DM, dmiter, d.cid, d.seg, d.h
+  else
+    od = { __index = DM, __pairs = dmiter, cid = d.cid, seg = d.seg, h = d.h, iter = false, u = false }
   end
+  local o = mk(od)
+  od.u = o
+  d.dm = od
   return o
 end
 function SI:dynamicTypedMetadata(ns)
@@ -417,10 +455,12 @@ local newStats = newtype({ __index = ST })
 -- ---------------------------------------------------------------- stream handle
 local HD = {}
 
+
 -- Suspends the hook until the driver resumes it; everything made before is dead afterwards.
 local function block(d, op, a, b, c, e, f)
   if d.seg < 0 then error(DEAD, 3) end
   d.seg = -2 -- dead while suspended: another coroutine must not use this handle meanwhile
+  retire(d)
   d.hobj, d.siobj, d.pk = nil, nil, nil
   local seg, r1, r2 = yield(SENT, op, a, b, c, e, f)
   d.seg = seg
@@ -431,10 +471,20 @@ end
 function HD:headers()
   local d = getmetatable(self)
   if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
-  local o = d.hobj
-  if o then return o end
-  o = mk({ __index = HM, __pairs = hiter, cid = d.cid, seg = d.seg, h = d, w = 0 })
-  d.hobj = o
+  local od = d.hobj
+  if od then return od.u end
+  local n = nfhm
+  if n > 0 then
+    od = FHM[n]
+    FHM[n] = nil
+    nfhm = n - 1
+    od.__index, od.__pairs, od.cid, od.seg, od.h, od.w = HM, hiter, d.cid, d.seg, d, 0
+  else
+    od = { __index = HM, __pairs = hiter, cid = d.cid, seg = d.seg, h = d, w = 0, iter = false, u = false }
+  end
+  local o = mk(od)
+  od.u = o
+  d.hobj = od
   return o
 end
 function HD:downstreamRequestHeaders()
@@ -476,11 +526,21 @@ end
 function HD:streamInfo()
   local d = getmetatable(self)
   if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
-  local o = d.siobj
-  if o then return o end
-  -- dm = false: the slot exists from the start, so caching the object later does not rehash
-  o = mk({ __index = SI, cid = d.cid, seg = d.seg, h = d, dm = false })
-  d.siobj = o
+  local od = d.siobj
+  if od then return od.u end
+  local n = nfsi
+  if n > 0 then
+    od = FSI[n]
+    FSI[n] = nil
+    nfsi = n - 1
+    od.__index, od.cid, od.seg, od.h = SI, d.cid, d.seg, d
+  else
+    -- dm = false: the slot exists from the start, so caching the object later does not rehash
+    od = { __index = SI, cid = d.cid, seg = d.seg, h = d, dm = false, u = false }
+  end
+  local o = mk(od)
+  od.u = o
+  d.siobj = od
   return o
 end
 function HD:connectionStreamInfo()
@@ -598,6 +658,17 @@ function HD:setUpstreamOverrideHost(...)
 end
 addlog(HD)
 
+-- every method of a recycled object's types, on a dead one, raises at the caller's line
+do
+  local function dead() error(DEAD, 2) end
+  local idx = {}
+  for _, M in next, { HM, SI, DM } do
+    for k in next, M do idx[k] = dead end
+  end
+  DEADMT.__index = idx
+  DEADMT.__pairs = hiter -- raises through self_d, as iterating a dead live-shaped object does
+end
+
 EnvoyTimestampResolution = { MILLISECOND = 0, MICROSECOND = 1 }
 
 -- Hook entry: one coroutine per hook invocation. The handle is dead once the hook ends, even if
@@ -617,6 +688,7 @@ function __meshext_entry(dir, cid, seg, reap)
     local pd = LIVE[reap]
     if pd ~= nil then
       pd.seg = -1
+      retire(pd)
       pd.hobj, pd.siobj, pd.pk = nil, nil, nil
     end
   end
@@ -627,6 +699,7 @@ function __meshext_entry(dir, cid, seg, reap)
   LIVE[cid] = d
   hooks[dir](mk(d))
   d.seg = -1
+  retire(d)
   d.hobj, d.siobj, d.pk = nil, nil, nil
 end
 `;

@@ -58,6 +58,68 @@ for (const [name, get] of engines) {
       h.close();
     });
 
+    it('recycled object data: stale headers/streamInfo/dynamicMetadata objects stay dead on every method, the new ones see their own stream', { skip: engine ? false : 'engine unavailable' }, () => {
+      // the data tables behind these objects are reused by the next hooks (and across a yield)
+      const h = harness(engine!, `
+        local old
+        local function dead(f)
+          local ok, err = pcall(f)
+          if ok or not tostring(err):find("object used outside of proper scope", 1, true) then
+            error("stale object is alive: " .. tostring(err))
+          end
+        end
+        function envoy_on_request(rh)
+          if old then
+            dead(function() return old.hs:get("x-n") end)
+            dead(function() old.hs:add("x-a", "1") end)
+            dead(function() for k in pairs(old.hs) do end end)
+            dead(function() return old.si:dynamicMetadata() end)
+            dead(function() return old.si:protocol() end)
+            dead(function() return old.dm:get("t") end)
+            dead(function() old.dm:set("t", "k", "v") end)
+            dead(function() for k in pairs(old.dm) do end end)
+            dead(function() old.hs:logInfo("x") end)
+          end
+          local hs, si = rh:headers(), rh:streamInfo()
+          local dm = si:dynamicMetadata()
+          if rh:headers() ~= hs or si:dynamicMetadata() ~= dm then error("not cached within the hook") end
+          if old and (hs == old.hs or si == old.si or dm == old.dm) then error("userdata reused") end
+          dm:set("t", "n", hs:get("x-n"))
+          old = { hs = hs, si = si, dm = dm }
+          if tonumber(hs:get("x-n")) % 3 == 0 then
+            local b = rh:body()
+            dead(function() return hs:get("x-n") end)
+            dead(function() return dm:get("t") end)
+            local hs2 = rh:headers()
+            if hs2 == hs then error("same object after a yield") end
+            hs2:add("x-after", "yes")
+          end
+          rh:headers():add("x-ok", "1")
+          -- leave an iteration unfinished: the next hook's recycled table must not stay "iterating"
+          for k in pairs(rh:headers()) do break end
+        end
+        function envoy_on_response(rh)
+          local m = rh:streamInfo():dynamicMetadata():get("t")
+          rh:headers():add("x-echo", m.n)
+        end`);
+      for (let i = 0; i < 200; i++) {
+        const s = h.stream();
+        const end = i % 3 !== 0;
+        s.decodeHeaders(HeaderMap.fromPairs(REQ.map(([k, v]) => [k, k === 'x-n' ? String(i) : v])), end);
+        if (!end) {
+          s.decodeData(Buffer.from('b'), true);
+          assert.equal(s.reqHeaders!.get('x-after'), 'yes');
+        }
+        assert.equal(s.reqHeaders!.get('x-ok'), '1', `request ${i}: ${h.logs.script(LEVEL.error).join('; ')}`);
+        s.encodeHeaders(HeaderMap.fromPairs(RESP), true);
+        assert.equal(s.respHeaders!.get('x-echo'), String(i));
+        s.destroy();
+      }
+      assert.deepEqual(h.logs.script(LEVEL.error), []);
+      assert.equal(h.errors(), 0);
+      h.close();
+    });
+
     it('streams interleaved with suspended hooks never share a recycled coroutine', { skip: engine ? false : 'engine unavailable' }, () => {
       // half the hooks suspend in body(); the others finish and recycle their coroutines meanwhile
       const h = harness(engine!, `
