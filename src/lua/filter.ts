@@ -230,7 +230,7 @@ export class LuaHttpFilter implements HttpFilter {
   #start(d: Direction): void {
     const s = this.script;
     d.cid = s.register(d);
-    d.seg = 1;
+    d.seg = s.nextSegment();
     d.state = State.Running;
     d.budgetLeft = s.budgetTicks;
     this.stats.executions.inc();
@@ -279,7 +279,7 @@ export class LuaHttpFilter implements HttpFilter {
         return;
       }
       // the next segment starts now: objects of the last one are dead while the hook waits
-      d.seg++;
+      d.seg = this.script.nextSegment();
       const next = this.#op(d, v);
       if (next === undefined) return;
       try {

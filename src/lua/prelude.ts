@@ -81,7 +81,7 @@ end
 -- table goes back to a pool. That is 6 of the ~8 tables a parity request allocated (~1.5 KB),
 -- which the GC no longer allocates, marks and sweeps. Each data table keeps its userdata in u.
 local DEADMT = { seg = -1, h = { seg = -2 } } -- a method that reads it as data sees a dead object
-local FHM, FSI, FDM, nfhm, nfsi, nfdm = {}, {}, {}, 0, 0, 0
+local FHD, FHM, FSI, FDM, nfhd, nfhm, nfsi, nfdm = {}, {}, {}, {}, 0, 0, 0, 0
 local POOLMAX = 32
 local function retire(d)
   local od = d.hobj
@@ -662,7 +662,7 @@ addlog(HD)
 do
   local function dead() error(DEAD, 2) end
   local idx = {}
-  for _, M in next, { HM, SI, DM } do
+  for _, M in next, { HD, HM, SI, DM } do
     for k in next, M do idx[k] = dead end
   end
   DEADMT.__index = idx
@@ -680,27 +680,47 @@ function __meshext_capture()
   __meshext_hooks = (hooks[0] and 1 or 0) + (hooks[1] and 2 or 0)
   __meshext_capture = nil
 end
--- Handle data by hook id: hooks that ended by an error or were abandoned (reset, respond()) are
--- marked dead when the driver passes their id to the next entry (before any script code runs).
+-- Handle data by hook id, while the hook runs or waits: hooks that ended by an error or were
+-- abandoned (reset, respond()) are marked dead when the driver passes their id to the next entry
+-- (before any script code runs). A handle that ended is dead for good: its userdata goes to
+-- DEADMT and its table is recycled (segments are unique, see LuaScript.nextSegment, so objects
+-- and iterators of the old hook never match the table's new segment).
 local LIVE = {}
+local function release(d)
+  d.seg = -1
+  retire(d)
+  d.hobj, d.siobj, d.pk = false, false, false
+  if d.u then dsm(d.u, DEADMT) end -- false when mk() failed (out of memory) before the hook ran
+  d.u = false
+  if nfhd < POOLMAX then nfhd = nfhd + 1; FHD[nfhd] = d end
+end
 function __meshext_entry(dir, cid, seg, reap)
   if reap ~= 0 then
     local pd = LIVE[reap]
     if pd ~= nil then
-      pd.seg = -1
-      retire(pd)
-      pd.hobj, pd.siobj, pd.pk = nil, nil, nil
+      LIVE[reap] = nil
+      release(pd)
     end
   end
-  -- every field the handle will hold is in the constructor: later stores reuse their slots
-  -- instead of growing the table (h, hobj, siobj, pk are set as the hook runs)
-  local d = { __index = HD, cid = cid, seg = seg, dir = dir, h = false, hobj = false, siobj = false, pk = false }
-  d.h = d
+  local d
+  local n = nfhd
+  if n > 0 then
+    d = FHD[n]
+    FHD[n] = nil
+    nfhd = n - 1
+    d.__index, d.cid, d.seg, d.dir, d.h = HD, cid, seg, dir, d
+  else
+    -- every field the handle will hold is in the constructor: later stores reuse their slots
+    -- instead of growing the table (h, hobj, siobj, pk, u are set as the hook runs)
+    d = { __index = HD, cid = cid, seg = seg, dir = dir, h = false, hobj = false, siobj = false, pk = false, u = false }
+    d.h = d
+  end
   LIVE[cid] = d
-  hooks[dir](mk(d))
-  d.seg = -1
-  retire(d)
-  d.hobj, d.siobj, d.pk = nil, nil, nil
+  local u = mk(d)
+  d.u = u
+  hooks[dir](u)
+  LIVE[cid] = nil
+  release(d)
 end
 `;
 

@@ -152,6 +152,7 @@ export class LuaScript {
   readonly #free: number[] = [];
   readonly #reap: number[] = [];
   #active = 0;
+  #segment = 0;
   #released = false;
   #closed = false;
 
@@ -193,6 +194,15 @@ export class LuaScript {
     }
     if (!(this.hooks & 1)) this.log.info('envoy_on_request() function not found. Lua filter will not hook requests.');
     if (!(this.hooks & 2)) this.log.info('envoy_on_response() function not found. Lua filter will not hook responses.');
+  }
+
+  /**
+   * A run segment number never used before in this state. Segments are unique (not counted per
+   * hook) because the prelude recycles handle tables: a stale object or iterator compares the
+   * segment it was made in with its handle's current one, which must never come back.
+   */
+  nextSegment(): number {
+    return ++this.#segment;
   }
 
   hasHook(dir: 0 | 1): boolean {

@@ -79,13 +79,21 @@ for (const [name, get] of engines) {
             dead(function() old.dm:set("t", "k", "v") end)
             dead(function() for k in pairs(old.dm) do end end)
             dead(function() old.hs:logInfo("x") end)
+            -- the handle's table itself is recycled too: the old handle, objects made from it and
+            -- an iterator kept from the last hook must all stay dead
+            dead(function() return old.rh:headers() end)
+            dead(function() return old.rh:streamInfo() end)
+            dead(function() old.rh:logInfo("x") end)
+            dead(function() return old.fs:get("x") end)
+            dead(function() return old.meta:get("x") end)
+            dead(function() return old.it() end)
           end
           local hs, si = rh:headers(), rh:streamInfo()
           local dm = si:dynamicMetadata()
           if rh:headers() ~= hs or si:dynamicMetadata() ~= dm then error("not cached within the hook") end
-          if old and (hs == old.hs or si == old.si or dm == old.dm) then error("userdata reused") end
+          if old and (hs == old.hs or si == old.si or dm == old.dm or rh == old.rh) then error("userdata reused") end
           dm:set("t", "n", hs:get("x-n"))
-          old = { hs = hs, si = si, dm = dm }
+          old = { hs = hs, si = si, dm = dm, rh = rh, fs = si:filterState(), meta = rh:metadata() }
           if tonumber(hs:get("x-n")) % 3 == 0 then
             local b = rh:body()
             dead(function() return hs:get("x-n") end)
@@ -95,8 +103,10 @@ for (const [name, get] of engines) {
             hs2:add("x-after", "yes")
           end
           rh:headers():add("x-ok", "1")
-          -- leave an iteration unfinished: the next hook's recycled table must not stay "iterating"
-          for k in pairs(rh:headers()) do break end
+          -- leave an iteration unfinished: the next hook's recycled table must not stay "iterating",
+          -- and the iterator must be dead there
+          old.it = pairs(rh:headers())
+          old.it()
         end
         function envoy_on_response(rh)
           local m = rh:streamInfo():dynamicMetadata():get("t")
