@@ -775,5 +775,21 @@ do
     return nojit(load0(chunk, name, "t"))
   end
   if loadstring then loadstring = function(s, name) return nojit(load0(s, name, "t")) end end
+  -- Finalizers run outside the instruction budget (neither LuaJIT nor Lua 5.4 calls hooks inside
+  -- __gc), so a script may not give any object one: LuaJIT's newproxy(true) makes finalizable
+  -- userdata, Lua 5.4 finalizes tables whose metatable has __gc, and a handle's metatable (its data
+  -- table) would let a script add __gc to meshext's own objects.
+  newproxy = nil
+  local rawtype, rawget0, smt0, gmt0 = type, rawget, setmetatable, getmetatable
+  setmetatable = function(t, mt)
+    if rawtype(mt) == "table" and rawget0(mt, "__gc") ~= nil then
+      error("__gc metamethods are not allowed: finalizers would run outside the instruction budget", 2)
+    end
+    return smt0(t, mt)
+  end
+  getmetatable = function(v)
+    if rawtype(v) == "userdata" then return nil end
+    return gmt0(v)
+  end
 end
 `;

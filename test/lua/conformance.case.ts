@@ -494,6 +494,22 @@ export function runConformance(opts: ConformanceOptions): void {
       assert.equal(logs[2], 'nil');
     });
 
+    test('sandbox: no finalizers (they would run outside the budget): no newproxy, no __gc, no handle metatables', () => {
+      const h = make(`function envoy_on_request(h)
+        h:logInfo(type(newproxy) .. "," .. tostring(getmetatable(h)) .. "," .. tostring(getmetatable(h:headers())) .. "," .. type(getmetatable("")))
+        local ok, err = pcall(setmetatable, {}, { __gc = function() while true do end end })
+        h:logInfo(tostring(ok) .. ":" .. tostring(err))
+        h:logInfo(type(setmetatable({}, { __index = {} })))
+        collectgarbage()
+      end`, { instructionBudget: 1_000_000 });
+      h.stream().decodeHeaders(REQ, true);
+      const logs = h.logs.script(LEVEL.info);
+      assert.equal(logs[0], 'nil,nil,nil,table');
+      assert.match(logs[1]!, /^false:.*__gc metamethods are not allowed/);
+      assert.equal(logs[2], 'table');
+      assert.equal(h.errors(), 0);
+    });
+
     test('sandbox off (allowUnsafeLibs): the standard libraries are there', () => {
       const h = make('function envoy_on_request(h) h:logInfo(type(io) .. "," .. type(os.getenv) .. "," .. type(require)) end', { allowUnsafeLibs: true });
       h.stream().decodeHeaders(REQ, true);
