@@ -232,6 +232,10 @@ class Http1ClientConnection implements Http1Events {
 
   /** Back in the pool: idle sockets must not keep the process alive, and expire. */
   idle(): void {
+    // The exchange may have paused reads (its downstream was above its watermark) and completed
+    // in the same read: an idle connection reads again, or the next exchange on it would never
+    // see its response, and an upstream close would go unnoticed.
+    if (this.socket.isPaused()) this.socket.resume();
     this.socket.unref();
     this.idleSince = performance.now();
   }
