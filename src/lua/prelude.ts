@@ -81,14 +81,31 @@ end
 -- table goes back to a pool. That is 6 of the ~8 tables a parity request allocated (~1.5 KB),
 -- which the GC no longer allocates, marks and sweeps. Each data table keeps its userdata in u.
 local DEADMT = { seg = -1, h = { seg = -2 } } -- a method that reads it as data sees a dead object
-local FHD, FHM, FSI, FDM, nfhd, nfhm, nfsi, nfdm = {}, {}, {}, {}, 0, 0, 0, 0
+local FHD, FHM, FSI, FDM = { n = 0 }, { n = 0 }, { n = 0 }, { n = 0 }
 local POOLMAX = 32
+-- a free list of data tables: give() keeps at most POOLMAX, take() returns one or nil
+local function give(pool, d)
+  local n = pool.n
+  if n < POOLMAX then
+    n = n + 1
+    pool.n = n
+    pool[n] = d
+  end
+end
+local function take(pool)
+  local n = pool.n
+  if n == 0 then return nil end
+  local d = pool[n]
+  pool[n] = nil
+  pool.n = n - 1
+  return d
+end
 local function retire(d)
   local od = d.hobj
   if od then
     dsm(od.u, DEADMT)
     od.u, od.iter = false, false
-    if nfhm < POOLMAX then nfhm = nfhm + 1; FHM[nfhm] = od end
+    give(FHM, od)
   end
   od = d.siobj
   if od then
@@ -96,11 +113,11 @@ local function retire(d)
     if dm then
       dsm(dm.u, DEADMT)
       dm.u, dm.iter = false, false
-      if nfdm < POOLMAX then nfdm = nfdm + 1; FDM[nfdm] = dm end
+      give(FDM, dm)
     end
     dsm(od.u, DEADMT)
     od.u, od.dm = false, false
-    if nfsi < POOLMAX then nfsi = nfsi + 1; FSI[nfsi] = od end
+    give(FSI, od)
   end
 end
 
@@ -370,11 +387,8 @@ function SI:dynamicMetadata()
   if d == nil or d.h == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   local od = d.dm
   if od then return od.u end
-  local n = nfdm
-  if n > 0 then
-    od = FDM[n]
-    FDM[n] = nil
-    nfdm = n - 1
+  od = take(FDM)
+  if od then
     od.__index, od.__pairs, od.cid, od.seg, od.h = DM, dmiter, d.cid, d.seg, d.h
   else
     od = { __index = DM, __pairs = dmiter, cid = d.cid, seg = d.seg, h = d.h, iter = false, u = false }
@@ -473,11 +487,8 @@ function HD:headers()
   if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
   local od = d.hobj
   if od then return od.u end
-  local n = nfhm
-  if n > 0 then
-    od = FHM[n]
-    FHM[n] = nil
-    nfhm = n - 1
+  od = take(FHM)
+  if od then
     od.__index, od.__pairs, od.cid, od.seg, od.h, od.w = HM, hiter, d.cid, d.seg, d, 0
   else
     od = { __index = HM, __pairs = hiter, cid = d.cid, seg = d.seg, h = d, w = 0, iter = false, u = false }
@@ -528,11 +539,8 @@ function HD:streamInfo()
   if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
   local od = d.siobj
   if od then return od.u end
-  local n = nfsi
-  if n > 0 then
-    od = FSI[n]
-    FSI[n] = nil
-    nfsi = n - 1
+  od = take(FSI)
+  if od then
     od.__index, od.cid, od.seg, od.h = SI, d.cid, d.seg, d
   else
     -- dm = false: the slot exists from the start, so caching the object later does not rehash
@@ -692,7 +700,7 @@ local function release(d)
   d.hobj, d.siobj, d.pk = false, false, false
   if d.u then dsm(d.u, DEADMT) end -- false when mk() failed (out of memory) before the hook ran
   d.u = false
-  if nfhd < POOLMAX then nfhd = nfhd + 1; FHD[nfhd] = d end
+  give(FHD, d)
 end
 function __meshext_entry(dir, cid, seg, reap)
   if reap ~= 0 then
@@ -702,12 +710,8 @@ function __meshext_entry(dir, cid, seg, reap)
       release(pd)
     end
   end
-  local d
-  local n = nfhd
-  if n > 0 then
-    d = FHD[n]
-    FHD[n] = nil
-    nfhd = n - 1
+  local d = take(FHD)
+  if d then
     d.__index, d.cid, d.seg, d.dir, d.h = HD, cid, seg, dir, d
   else
     -- every field the handle will hold is in the constructor: later stores reuse their slots
