@@ -14,6 +14,26 @@ import { LEVEL, harness } from './driver.ts';
 const REQ: [string, string][] = [[':method', 'GET'], [':path', '/'], [':authority', 'x'], ['x-n', '0']];
 const RESP: [string, string][] = [[':status', '200']];
 
+/** The request headers of request number i (its number in x-n). */
+const numbered = (i: number) => HeaderMap.fromPairs(REQ.map(([k, v]) => [k, k === 'x-n' ? String(i) : v]));
+
+type Harness = ReturnType<typeof harness>;
+type Stream = ReturnType<Harness['stream']>;
+
+/** The response hook echoes the request's number back (x-echo): it saw its own stream's metadata. */
+function assertEcho(s: Stream, i: number): void {
+  s.encodeHeaders(HeaderMap.fromPairs(RESP), true);
+  assert.equal(s.respHeaders!.get('x-echo'), String(i));
+  s.destroy();
+}
+
+/** No hook failed, then the state closes. */
+function assertCleanAndClose(h: Harness, logsToo = true): void {
+  if (logsToo) assert.deepEqual(h.logs.script(LEVEL.error), []);
+  assert.equal(h.errors(), 0);
+  h.close();
+}
+
 const engines: [string, () => Promise<LuaEngine | undefined>][] = [
   ['wasmoon', getWasmoonEngine],
   ['luajit', async () => getLuajitEngine()],
@@ -48,14 +68,10 @@ for (const [name, get] of engines) {
         end`);
       for (let i = 0; i < 300; i++) {
         const s = h.stream();
-        s.decodeHeaders(HeaderMap.fromPairs(REQ.map(([k, v]) => [k, k === 'x-n' ? String(i) : v])), true);
-        s.encodeHeaders(HeaderMap.fromPairs(RESP), true);
-        assert.equal(s.respHeaders!.get('x-echo'), String(i));
-        s.destroy();
+        s.decodeHeaders(numbered(i), true);
+        assertEcho(s, i);
       }
-      assert.deepEqual(h.logs.script(LEVEL.error), []);
-      assert.equal(h.errors(), 0);
-      h.close();
+      assertCleanAndClose(h);
     });
 
     it('recycled object data: stale headers/streamInfo/dynamicMetadata objects stay dead on every method, the new ones see their own stream', { skip: engine ? false : 'engine unavailable' }, () => {
@@ -115,19 +131,15 @@ for (const [name, get] of engines) {
       for (let i = 0; i < 200; i++) {
         const s = h.stream();
         const end = i % 3 !== 0;
-        s.decodeHeaders(HeaderMap.fromPairs(REQ.map(([k, v]) => [k, k === 'x-n' ? String(i) : v])), end);
+        s.decodeHeaders(numbered(i), end);
         if (!end) {
           s.decodeData(Buffer.from('b'), true);
           assert.equal(s.reqHeaders!.get('x-after'), 'yes');
         }
         assert.equal(s.reqHeaders!.get('x-ok'), '1', `request ${i}: ${h.logs.script(LEVEL.error).join('; ')}`);
-        s.encodeHeaders(HeaderMap.fromPairs(RESP), true);
-        assert.equal(s.respHeaders!.get('x-echo'), String(i));
-        s.destroy();
+        assertEcho(s, i);
       }
-      assert.deepEqual(h.logs.script(LEVEL.error), []);
-      assert.equal(h.errors(), 0);
-      h.close();
+      assertCleanAndClose(h);
     });
 
     it('streams interleaved with suspended hooks never share a recycled coroutine', { skip: engine ? false : 'engine unavailable' }, () => {
@@ -145,7 +157,7 @@ for (const [name, get] of engines) {
       const open = [];
       for (let i = 0; i < 100; i++) {
         const s = h.stream();
-        s.decodeHeaders(HeaderMap.fromPairs(REQ.map(([k, v]) => [k, k === 'x-n' ? String(i) : v])), i % 2 === 1);
+        s.decodeHeaders(numbered(i), i % 2 === 1);
         open.push({ s, i });
       }
       for (const { s, i } of open) {
@@ -153,8 +165,7 @@ for (const [name, get] of engines) {
         assert.equal(s.reqHeaders!.get('x-got'), i % 2 === 0 ? `${i}:body${i}` : String(i));
         s.destroy();
       }
-      assert.equal(h.errors(), 0);
-      h.close();
+      assertCleanAndClose(h, false);
     });
   });
 }
