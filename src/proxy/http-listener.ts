@@ -11,7 +11,6 @@ import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { createRequire } from 'node:module';
 import type { X509Certificate } from 'node:crypto';
 import type { ListenerConfig } from '../config/types.ts';
 import { DataBuffer } from '../filters/data-buffer.ts';
@@ -24,11 +23,9 @@ import { FilterManager, type DownstreamCodec, type StreamContext } from './filte
 import type { RouteTable } from './routes.ts';
 import { isHopByHop } from './upstream.ts';
 import { newRequestId } from './request-id.ts';
+import { tls } from './node-builtins.ts';
 import { Http1ParseError, type Http1Head } from './http1/parser.ts';
 import { Http1ServerConnection, type Http1ServerStream, type Http1StreamHost } from './http1/server.ts';
-
-// require, not an ES import: the namespace of node:tls reads its lazy exports (root certificates).
-const tls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
 
 const log = logger('http');
 

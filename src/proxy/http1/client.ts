@@ -7,15 +7,12 @@
  * do everything a proxy needs (undici cannot send request trailers).
  */
 import net from 'node:net';
-import { createRequire } from 'node:module';
 import type { EndpointConfig } from '../../config/types.ts';
 import { DataBuffer } from '../../filters/data-buffer.ts';
 import { HeaderMap } from '../../filters/header-map.ts';
 import { Http1ParseError, Http1Parser, type Http1Events, type Http1Head } from './parser.ts';
+import { tls } from '../node-builtins.ts';
 import { HOP_BY_HOP, isWritableHeader, serializeHeaders, serializeTrailers, writeFramed } from './wire.ts';
-
-// require, not an ES import: the namespace of node:tls reads its lazy exports (root certificates).
-const tls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
 
 /** Why an exchange failed, in Envoy's terms (the router maps these to local replies and flags). */
 export type Http1Failure = 'connection_failure' | 'connection_termination' | 'protocol_error';

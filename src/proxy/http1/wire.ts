@@ -3,9 +3,9 @@
  * in the same tick is small, coalesced with it into one Buffer so a response costs one write.
  */
 import type { Socket } from 'node:net';
-import { createRequire } from 'node:module';
 import type { HeaderMap } from '../../filters/header-map.ts';
 import { logger } from '../../observability/log.ts';
+import { http } from '../node-builtins.ts';
 import { TCHAR } from './parser.ts';
 
 const log = logger('http');
@@ -17,9 +17,7 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-aliv
 /** Below this, head and body are copied into one Buffer (one syscall); above, written separately. */
 const COALESCE_LIMIT = 16 * 1024;
 
-// require, not an ES import: an ES module namespace of node:http reads every export, and its lazy
-// ones (WebSocket, EventSource...) load Node's bundled undici: ~1.4 MiB of heap in every worker.
-const { STATUS_CODES } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
+const { STATUS_CODES } = http;
 const REASONS: Record<number, string> = {};
 for (const [code, text] of Object.entries(STATUS_CODES)) REASONS[Number(code)] = text ?? '';
 
