@@ -126,7 +126,14 @@ interface MemoryWatch {
 
 // A collector we can call, so samples count live buffers rather than garbage awaiting a GC.
 v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc') as () => void;
+const gc1 = vm.runInNewContext('gc') as () => void;
+// V8 frees the memory of dead ArrayBuffers on a background sweeper after a GC, so right after one
+// collection arrayBuffers can still count dead buffers (more so on a busy machine). A second full
+// GC waits for that sweep to finish first.
+const gc = () => {
+  gc1();
+  gc1();
+};
 
 /**
  * Samples RSS every 100 ms, and arrayBuffers right after a GC every 500 ms (so that figure is
