@@ -203,7 +203,9 @@ export class Proxy implements AdminSource {
       setFlagsFromString('--expose-gc');
       const started = await Promise.allSettled(
         Array.from({ length: workers }, (_, workerId) => {
-          const w = new Worker(workerEntry(), { workerData: { bootstrap, workerId, wasmShared: sharedState.handle() } });
+          // wasmShared carries the worker's MessagePort to this thread's Wasm compile service.
+          const wasmShared = sharedState.workerHandle();
+          const w = new Worker(workerEntry(), { workerData: { bootstrap, workerId, wasmShared }, transferList: [wasmShared.link] });
           return new Promise<WorkerPlane>((resolve, reject) => {
             const onMsg = (msg: { type?: string; ports?: Record<string, number>; error?: string }) => {
               if (msg.type === 'started') {

@@ -1,14 +1,14 @@
 /**
  * Module loading: ABI detection from the export marker, instrumentation for the resource limits,
- * and a compile cache keyed by sha256(bytes) + limits, so each module is compiled once per
- * isolate. A compiled WebAssembly.Module is structured-cloneable: `exportCompiledModules()` /
- * `seedCompiledModule()` let the process's main thread compile once and hand the result to
- * workers (postMessage), which then only instantiate.
+ * and a compile cache keyed by sha256(bytes) + limits. A worker thread with a link to the main
+ * thread (link.ts) has the main thread compile: each module is compiled once per process and
+ * workers only instantiate (and never load the rewriter). Without a link (the main thread itself,
+ * an in-process data plane) it compiles here, once per isolate. `exportCompiledModules()` /
+ * `seedCompiledModule()` move compilations between isolates by hand (tests, embedders).
  */
 import { createHash } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
-import { BroadcastChannel, isMainThread, threadId } from 'node:worker_threads';
 import { ABI_MARKERS, type AbiVersion } from './abi.ts';
+import { callMain, type LinkError } from './link.ts';
 import { logger } from '../observability/log.ts';
 
 export class WasmLoadError extends Error {
@@ -47,88 +47,6 @@ export interface CompiledPlugin {
 
 const cache = new Map<string, Promise<CompiledPlugin>>();
 
-// ---------------------------------------------------------------------------------------------
-// Sharing compiled modules between worker threads. A WebAssembly.Module is structured-cloneable,
-// and BroadcastChannel reaches every isolate of the process: the first worker to need a module
-// announces it compiles it and broadcasts the result; the others wait for it instead of compiling
-// (and a late worker asks whether anyone has it). Races only cost a duplicate compilation.
-type Msg =
-  | { t: 'compiling'; key: string }
-  | { t: 'compiled'; key: string; plugin: Omit<CompiledPlugin, 'exports'> & { exports: string[] } }
-  | { t: 'failed'; key: string }
-  | { t: 'want'; key: string; from: number };
-
-const remote = new Map<string, { resolve: (p: CompiledPlugin | undefined) => void; promise: Promise<CompiledPlugin | undefined> }>();
-/** Keys another thread will compile (it announced so, or it asked first with a lower thread id). */
-const deferTo = new Set<string>();
-let channel: BroadcastChannel | undefined;
-
-function waiter(key: string) {
-  let w = remote.get(key);
-  if (!w) {
-    let resolve!: (p: CompiledPlugin | undefined) => void;
-    const promise = new Promise<CompiledPlugin | undefined>((r) => (resolve = r));
-    w = { resolve, promise };
-    remote.set(key, w);
-  }
-  return w;
-}
-
-function getChannel(): BroadcastChannel {
-  if (channel) return channel;
-  const ch = new BroadcastChannel('meshext.wasm.compiled-modules');
-  (ch as unknown as { unref?: () => void }).unref?.();
-  ch.onmessage = (ev: unknown) => {
-    const m = (ev as { data: Msg }).data;
-    if (m.t === 'compiling') {
-      waiter(m.key);
-      deferTo.add(m.key);
-    }
-    else if (m.t === 'compiled') {
-      const plugin: CompiledPlugin = { ...m.plugin, exports: new Set(m.plugin.exports), origin: 'shared' };
-      if (!cache.has(m.key)) cache.set(m.key, Promise.resolve(plugin));
-      waiter(m.key).resolve(plugin);
-    } else if (m.t === 'failed') waiter(m.key).resolve(undefined);
-    else if (m.t === 'want') {
-      const have = cache.get(m.key);
-      if (have) have.then((p) => publish(m.key, p), () => undefined);
-      // Two workers asking at once: the lower thread id compiles, the other waits for it.
-      if (m.from < threadId) deferTo.add(m.key);
-    }
-  };
-  channel = ch;
-  return ch;
-}
-
-function publish(key: string, p: CompiledPlugin): void {
-  try {
-    getChannel().postMessage({ t: 'compiled', key, plugin: { ...p, exports: [...p.exports], origin: undefined } } satisfies Msg);
-  } catch {
-    // not cloneable in this runtime: every worker compiles for itself
-  }
-}
-
-/** Waits (bounded) for another worker's compilation of `key`; undefined when none arrives. */
-async function fromOtherThreads(key: string): Promise<CompiledPlugin | undefined> {
-  if (isMainThread) return undefined;
-  const ch = getChannel();
-  const w = waiter(key);
-  if (!deferTo.has(key)) {
-    // Nobody announced it: ask whether someone already has it (or is asking at the same time).
-    ch.postMessage({ t: 'want', key, from: threadId } satisfies Msg);
-    const got = await Promise.race([w.promise, delay(25, undefined, { ref: false })]);
-    if (got) return got;
-    if (!deferTo.has(key)) {
-      remote.delete(key);
-      return undefined;
-    }
-  }
-  const got = await Promise.race([w.promise, delay(60_000, undefined, { ref: false })]);
-  deferTo.delete(key);
-  if (!got) remote.delete(key);
-  return got;
-}
-
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
@@ -156,24 +74,36 @@ export function compilePlugin(bytes: Uint8Array, opts: CompileOptions): Promise<
   const key = cacheKey(sha, opts);
   let p = cache.get(key);
   if (!p) {
-    p = (async () => {
-      const shared = await fromOtherThreads(key);
-      if (shared) return shared;
-      if (!isMainThread) getChannel().postMessage({ t: 'compiling', key } satisfies Msg);
-      try {
-        const compiled = await doCompile(bytes, sha, opts);
-        if (!isMainThread) publish(key, compiled);
-        return compiled;
-      } catch (err) {
-        if (!isMainThread) getChannel().postMessage({ t: 'failed', key } satisfies Msg);
-        throw err;
-      }
-    })();
+    p = compileOnMainThread(bytes, opts) ?? doCompile(bytes, sha, opts);
     cache.set(key, p);
     // A failed compilation is not cached: the bytes may be fixed by a new config.
     p.catch(() => cache.delete(key));
   }
   return p;
+}
+
+/** What crosses the link: a CompiledPlugin with its export set as an array. */
+type WirePlugin = Omit<CompiledPlugin, 'exports' | 'origin'> & { exports: string[] };
+
+/** The main thread's side of a worker's compile request (link.ts). */
+export async function serveCompile(arg: unknown): Promise<WirePlugin> {
+  const { bytes, opts } = arg as { bytes: Uint8Array; opts: CompileOptions };
+  const { exports, origin: _origin, ...rest } = await compilePlugin(bytes, opts);
+  return { ...rest, exports: [...exports] };
+}
+
+function compileOnMainThread(bytes: Uint8Array, opts: CompileOptions): Promise<CompiledPlugin> | undefined {
+  // A view into a larger buffer (a pooled Buffer) would post the whole buffer: send just the module.
+  const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+  return callMain('compile', { bytes: own, opts })?.then(
+    (v) => {
+      const w = v as WirePlugin;
+      return { ...w, exports: new Set(w.exports), origin: 'shared' as const };
+    },
+    (e: LinkError) => {
+      throw new WasmLoadError((e.stage as WasmLoadError['stage'] | undefined) ?? 'compile', e.message);
+    },
+  );
 }
 
 async function doCompile(bytes: Uint8Array, sha: string, opts: CompileOptions): Promise<CompiledPlugin> {

@@ -150,8 +150,8 @@ export async function loadPlugin(bytes: Uint8Array | Error, opts: PluginOptions,
   } catch (err) {
     return WasmPlugin.failedToLoad(opts, err as Error, 'compile');
   }
-  // Per-worker counters, merged by the admin: `compiled` should be 1 per module per process.
-  opts.services.stats?.counter(compiled.origin === 'shared' ? 'wasm.modules_received_from_other_workers' : 'wasm.modules_compiled_here').inc();
+  // Per-thread counters, merged by the admin: worker threads should only ever receive modules.
+  opts.services.stats?.counter(compiled.origin === 'shared' ? 'wasm.modules_received_from_main_thread' : 'wasm.modules_compiled_here').inc();
   return WasmPlugin.create(opts, compiled);
 }
 

@@ -18,9 +18,10 @@
  * and the instance whose tag owns the receiving root schedules proxy_on_queue_ready itself.
  */
 import { randomUUID } from 'node:crypto';
-import { BroadcastChannel } from 'node:worker_threads';
+import { BroadcastChannel, type MessagePort } from 'node:worker_threads';
 import { logger } from '../observability/log.ts';
 import { Status } from './abi.ts';
+import { attachLink, workerLink } from './link.ts';
 
 export interface SharedEntry {
   value: Uint8Array;
@@ -134,10 +135,21 @@ export class SharedState {
     return this.#backing().handle;
   }
 
+  /**
+   * What one new worker thread gets in workerData: the store, plus its own link to this thread
+   * (link.ts: modules compiled once per process). The link is a MessagePort: the Worker must list
+   * it in its transferList.
+   */
+  workerHandle(): SharedStoreHandle & { readonly link: MessagePort } {
+    return { ...this.handle(), link: workerLink() };
+  }
+
   /** Re-points this instance at another store (a worker attaching to the main thread's). */
-  attach(handle: SharedStoreHandle): void {
+  attach(handle: SharedStoreHandle & { readonly link?: MessagePort }): void {
     this.close();
-    this.#init = handle;
+    const { link, ...store } = handle;
+    if (link) attachLink(link);
+    this.#init = store;
     this.#receivers.clear();
     this.#receiverIds.clear();
   }
