@@ -185,6 +185,30 @@ test('worker threads: the main thread compiles the module once and both workers 
   }
 });
 
+test('worker threads: a module the main thread cannot load fails closed in every worker with the reason', { timeout: 120_000 }, async () => {
+  // Valid Wasm without a Proxy-Wasm ABI marker: the error crosses the link back to each worker.
+  const noAbi = await buildWat('(module (memory (export "memory") 1))');
+  const set = loadExtensionObjects([ext('no-abi-workers', { url: await file('no-abi-w.wasm', noAbi), failStrategy: 'FAIL_CLOSE', pluginConfig: { w: 1 } })]);
+  const wp = await startProxy({ bootstrap: bootstrap({ clusters: [cluster('echo', upstream.port)], routeTables: [routeAll('echo')] }), concurrency: 2, extensions: set.set, admin: false });
+  try {
+    const { Agent } = await import('undici');
+    for (let i = 0; i < 10; i++) {
+      const agent = new Agent({ connections: 1 });
+      const res = await request(`http://127.0.0.1:${wp.ports.http}/`, { dispatcher: agent });
+      await res.body.dump();
+      assert.equal(res.statusCode, 503);
+      await agent.close();
+    }
+    const text = JSON.stringify(await wp.configDump());
+    assert.match(text, /missing Proxy-Wasm ABI version/);
+    const stats = await wp.stats();
+    const received = stats.find((s) => s.name === 'wasm.modules_received_from_main_thread');
+    assert.ok(!received || (received.kind === 'counter' && received.value === 0));
+  } finally {
+    await wp.close();
+  }
+});
+
 test('NETWORK plugin in the L4 chain: rewrites downstream data (buffer 2) and upstream data (buffer 3) through a real TCP proxy', { timeout: 60_000 }, async () => {
   const net = await import('node:net');
   const plugin = await buildWat(
