@@ -14,7 +14,6 @@ import { decodePairs, encodePairsInto, pairsSize } from './pairs.ts';
 import { getProperty, setProperty } from './properties.ts';
 import { Context, RootContext, StreamContext, type CalloutResponse, type WasmVm } from './vm.ts';
 import { wasiFunctions } from './wasi.ts';
-import { openGrpcStream, sendOnStream } from './grpc.ts';
 
 type HostFn = (...args: any[]) => number | void;
 type HostFactory = (vm: WasmVm) => HostFn;
@@ -27,10 +26,22 @@ export function registerForeignFunction(name: string, fn: ForeignFunction): void
   foreignFunctions.set(name, fn);
 }
 
+const require = createRequire(import.meta.url);
+
 // node:zlib is loaded on the first compress/uncompress call, not in every worker that runs a
 // plugin (~0.27 MiB of heap each; few plugins call these foreign functions).
 let zlib: typeof import('node:zlib') | undefined;
-const loadZlib = () => (zlib ??= createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib'));
+const loadZlib = () => (zlib ??= require('node:zlib') as typeof import('node:zlib'));
+
+// Likewise gRPC streams (require of an ES module: host calls are synchronous); properties.ts is
+// imported eagerly because the SDKs read properties (e.g. the root id) at start.
+let grpcMod: typeof import('./grpc.ts') | undefined;
+const grpc = () => (grpcMod ??= require('./grpc.ts') as typeof import('./grpc.ts'));
+
+/** Closes a disposed VM's gRPC sessions (there are none if no plugin ever opened a stream). */
+export function closeGrpcSessions(vm: WasmVm): void {
+  grpcMod?.closeGrpcSessions(vm);
+}
 
 registerForeignFunction('compress', (args) => new Uint8Array(loadZlib().deflateSync(args)));
 registerForeignFunction('uncompress', (args) => {
@@ -567,7 +578,7 @@ export const hostFunctions: Record<string, HostFactory> = {
     const eff = vm.effective;
     const root = eff?.root;
     if (!root) return Status.BadArgument;
-    const r = openGrpcStream(vm, root, eff instanceof StreamContext ? eff : undefined, cluster, service, method, md);
+    const r = grpc().openGrpcStream(vm, root, eff instanceof StreamContext ? eff : undefined, cluster, service, method, md);
     if ('status' in r) return r.status;
     vm.writeU32(tokenPtr, r.token);
     return Status.Ok;
@@ -579,7 +590,7 @@ export const hostFunctions: Record<string, HostFactory> = {
     if (!c.stream) return Status.BadArgument; // not a stream token
     const msg = vm.readBytes(mp, ml);
     if (msg === null) return Status.InvalidMemoryAccess;
-    return sendOnStream(c.stream, msg, end !== 0);
+    return grpc().sendOnStream(c.stream, msg, end !== 0);
   },
   proxy_grpc_cancel: (vm) => (token: number) => {
     const root = vm.effective?.root;

@@ -14,13 +14,12 @@ import type { RouteInfo } from '../filters/types.ts';
 import type { ClusterManager, HttpCallHandle } from '../proxy/cluster-manager.ts';
 import type { StatsStore } from '../observability/stats.ts';
 import type { ClusterConfig, ProxyIdentity } from '../config/types.ts';
-import { closeGrpcSessions } from './grpc.ts';
 import { logger } from '../observability/log.ts';
 import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, Limits, Status, type AbiVersion } from './abi.ts';
 import type { CompiledPlugin } from './module.ts';
 import { WasmLoadError } from './module.ts';
 import { ShortStringCache, encodeStringInto, utf8Length } from './pairs.ts';
-import { buildImports } from './host.ts';
+import { buildImports, closeGrpcSessions } from './host.ts';
 import { ContextTable } from './context-table.ts';
 import { sharedState, type SharedState, type QueueReceiver } from './shared.ts';
 
