@@ -95,7 +95,14 @@ export interface LuaState {
    * (1 tick = HOOK_INSTRUCTIONS instructions) allowed for this run; 0 = unlimited. The ref is -1
    * when the coroutine already ended and was recycled by the engine (nothing to release).
    */
-  start(args: readonly PushValue[], budget: number): [ThreadRef, ResumeResult];
+  start(args: readonly PushValue[], budget: number, prefetched?: number): [ThreadRef, ResumeResult];
+  /**
+   * LuaJIT only: memory shared with the engine. [0, ioQueueBytes) is the prelude's write-behind
+   * queue (first u32: its byte length), the rest carries `prefetched` values that start() passes
+   * to the entry function after its four arguments (formats in native/luajit.c).
+   */
+  readonly io?: Uint8Array;
+  readonly ioQueueBytes?: number;
   resume(thread: ThreadRef, args: readonly PushValue[], budget: number): ResumeResult;
   /** Drops a coroutine (finished, failed, or abandoned after respond()/reset). */
   release(thread: ThreadRef): void;

@@ -236,8 +236,9 @@ export class LuaHttpFilter implements HttpFilter {
     this.stats.executions.inc();
     let started: [ThreadRef, ResumeResult];
     try {
-      started = s.state.start([d.dir, d.cid, d.seg, s.takeReap()], d.budgetLeft);
+      started = s.state.start([d.dir, d.cid, d.seg, s.takeReap()], d.budgetLeft, s.prefetch(d));
     } catch (e) {
+      s.flushQueue();
       // an engine failure (closed state, addon error) must not break the stream
       this.#scriptError(d, `lua engine error: ${(e as Error).message}`);
       return;
@@ -252,6 +253,7 @@ export class LuaHttpFilter implements HttpFilter {
     try {
       r = this.script.state.resume(d.thread, [d.seg, ...values], Math.max(1, d.budgetLeft));
     } catch (e) {
+      this.script.flushQueue();
       d.suspended = false;
       this.#scriptError(d, `lua engine error: ${(e as Error).message}`);
       return;
@@ -262,6 +264,8 @@ export class LuaHttpFilter implements HttpFilter {
   /** Runs the coroutine's requests until it waits for something that is not there yet. */
   #drive(d: Direction, r: ResumeResult): void {
     for (;;) {
+      // the run's queued writes land before anything else looks at the stream
+      this.script.flushQueue();
       if (this.script.budgetTicks > 0) d.budgetLeft -= r.used;
       d.suspended = r.status === ResumeStatus.Yield;
       if (r.status === ResumeStatus.Ok) {
@@ -285,6 +289,7 @@ export class LuaHttpFilter implements HttpFilter {
       try {
         r = this.script.state.resume(d.thread, [d.seg, ...next], Math.max(1, d.budgetLeft));
       } catch (e) {
+        this.script.flushQueue();
         d.suspended = false;
         this.#scriptError(d, `lua engine error: ${(e as Error).message}`);
         return;

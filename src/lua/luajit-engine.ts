@@ -31,7 +31,8 @@ interface Addon {
   /** [ref, status, used, ...values] */
   start(st: object, args: readonly PushValue[], budget: number): unknown[];
   /** number (used * 2^26 + status * 2^24 + ref) when the run ended without values, else [ref, status, used, ...values] */
-  startHook(st: object, a: number, b: number, c: number, d: number, budget: number): number | unknown[];
+  startHook(st: object, a: number, b: number, c: number, d: number, budget: number, prefetched: number): number | unknown[];
+  setIo(st: object, io: Uint8Array, queueBytes: number): void;
   /** [status, used, ...values] */
   resume(st: object, ref: number, args: readonly PushValue[], budget: number): unknown[];
   release(st: object, ref: number): void;
@@ -43,6 +44,9 @@ interface Addon {
 
 let addon: Addon | undefined;
 const REF_POOLED = 0xffffff;
+/** Write-behind queue and prefetch area of each state's shared buffer. */
+const IO_QUEUE = 4096;
+const IO_BYTES = 8192;
 const NO_VALUES: LuaValue[] = [];
 let reason = '';
 let tried = false;
@@ -83,10 +87,14 @@ function result(r: unknown[], off: number): ResumeResult {
 class LuajitState implements LuaState {
   readonly #a: Addon;
   readonly #st: object;
+  readonly io: Uint8Array;
+  readonly ioQueueBytes = IO_QUEUE;
   #closed = false;
   constructor(a: Addon, o: StateOptions) {
     this.#a = a;
     this.#st = a.newState(o.memoryLimitBytes, o.budgetEnabled, o.allowUnsafeLibs);
+    this.io = new Uint8Array(IO_BYTES);
+    a.setIo(this.#st, this.io, IO_QUEUE);
   }
   exec(code: string, chunkName: string, budget: number, trusted = false): void {
     const e = this.#a.exec(this.#st, code, chunkName, budget, trusted);
@@ -98,9 +106,9 @@ class LuajitState implements LuaState {
   takeEntry(name: string): void {
     this.#a.takeEntry(this.#st, name);
   }
-  start(args: readonly PushValue[], budget: number): [ThreadRef, ResumeResult] {
+  start(args: readonly PushValue[], budget: number, prefetched = 0): [ThreadRef, ResumeResult] {
     if (args.length === 4 && typeof args[0] === 'number' && typeof args[1] === 'number' && typeof args[2] === 'number' && typeof args[3] === 'number') {
-      const r = this.#a.startHook(this.#st, args[0], args[1], args[2], args[3], budget);
+      const r = this.#a.startHook(this.#st, args[0], args[1], args[2], args[3], budget, prefetched);
       if (typeof r === 'number') {
         const used = Math.floor(r / 67108864);
         const ref = (r - used * 67108864) % 16777216;

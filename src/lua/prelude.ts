@@ -27,6 +27,25 @@ local yield = coroutine.yield
 local format = string.format
 local newproxy, getmetatable, tonumber, floor = newproxy, getmetatable, tonumber, math.floor
 
+-- LuaJIT only (nil on wasm): q(op, cid, ...) queues a header mutation or a primitive metadata set
+-- in memory shared with JS, which applies it when the run returns or before its next host call
+-- (the only moments anything else can look), so the common mutations cost no JS call. Queued only
+-- in a hook's first run segment, where the headers are certainly still modifiable.
+local q = ENG and ENG.q
+-- Prefetch (LuaJIT): the header keys and metadata namespaces that get() asked JS for, per
+-- direction, are read by JS at every hook start and passed to the entry function, so get() of a
+-- learned key answers without a JS call while nothing changed them. JS keeps the same lists: both
+-- sides append on the same successful get() (script.ts, hget/dmget).
+local PFK, PFN = { [0] = {}, [1] = {} }, { [0] = {}, [1] = {} }
+local function learn(list, k, max)
+  local n = #list
+  if n >= max then return end
+  for i = 1, n do
+    if list[i] == k then return end
+  end
+  list[n + 1] = k
+end
+
 -- userdata objects: each object's metatable IS its data table (fields plus __index/__pairs), so
 -- there is no side table to maintain: getmetatable(obj) gives the fields. An object belongs to the
 -- run segment it was made in; the handle's seg changes at every yield (-2 while suspended, the new
@@ -190,8 +209,19 @@ function HM:get(k)
   local d = getmetatable(self)
   if d == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   if type(k) ~= "string" then k = cstr(k, 1, "get") end
+  local h = d.h
+  if d.w == 0 and h.pf then
+    -- a prefetched value: a string, nil (absent) or false (not prefetched)
+    local K, v = PFK[h.dir], false
+    if k == K[1] then v = h.p1 elseif k == K[2] then v = h.p2 elseif k == K[3] then v = h.p3 elseif k == K[4] then v = h.p4 end
+    if v ~= false then
+      if v ~= nil then return v end
+      return
+    end
+  end
   local v, e = hget(d.cid, d.seg, d.w, k)
   if v == false then error(e, 2) end
+  if q and d.w == 0 then learn(PFK[h.dir], k, 4) end
   if v ~= nil then return v end
 end
 function HM:getAtIndex(k, i)
@@ -211,6 +241,11 @@ function HM:add(k, v)
   if type(k) ~= "string" then k = cstr(k, 1, "add") end
   if type(v) ~= "string" then v = cstr(v, 2, "add") end
   if d.iter then error("header map cannot be modified while iterating", 2) end
+  if d.w == 0 then
+    local h = d.h
+    h.pf = false
+    if h.wq and q(1, d.cid, k, v) then return end
+  end
   local r, e = hadd(d.cid, d.seg, d.w, k, v)
   if r == false then error(e, 2) end
 end
@@ -220,6 +255,11 @@ function HM:replace(k, v)
   if type(k) ~= "string" then k = cstr(k, 1, "replace") end
   if type(v) ~= "string" then v = cstr(v, 2, "replace") end
   if d.iter then error("header map cannot be modified while iterating", 2) end
+  if d.w == 0 then
+    local h = d.h
+    h.pf = false
+    if h.wq and q(2, d.cid, k, v) then return end
+  end
   local r, e = hrep(d.cid, d.seg, d.w, k, v)
   if r == false then error(e, 2) end
 end
@@ -227,6 +267,11 @@ function HM:remove(k)
   local d = self_d(self)
   k = cstr(k, 1, "remove")
   mut(d)
+  if d.w == 0 then
+    local h = d.h
+    h.pf = false
+    if h.wq and q(3, d.cid, k) then return end
+  end
   chk(H.hrem(d.cid, d.seg, d.w, k))
 end
 function HM:setHttp1ReasonPhrase(p)
@@ -251,6 +296,7 @@ function BM:getBytes(i, n)
 end
 function BM:setBytes(s)
   local d = self_d(self)
+  d.h.pf = false -- content-length changes
   return (chk(H.bset(d.cid, d.seg, d.w, cstr(s, 1, "setBytes"))))
 end
 addlog(BM)
@@ -289,8 +335,30 @@ function DM:get(ns)
   local d = getmetatable(self)
   if d == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
   if type(ns) ~= "string" then ns = cstr(ns, 1, "get") end
+  local h = d.h
+  if h.pfm then
+    -- a prefetched namespace: a table (handed out once: the script may change it), nil (absent)
+    -- or false (not prefetched)
+    local N = PFN[h.dir]
+    if ns == N[1] then
+      local t = h.m1
+      if t ~= false then
+        if t == nil then return end
+        h.m1 = false
+        return t
+      end
+    elseif ns == N[2] then
+      local t = h.m2
+      if t ~= false then
+        if t == nil then return end
+        h.m2 = false
+        return t
+      end
+    end
+  end
   local v, e = dmget(d.cid, d.seg, ns)
   if v == false then error(e, 2) end
+  if q then learn(PFN[h.dir], ns, 2) end
   if v ~= nil then return v end
 end
 function DM:set(ns, k, v)
@@ -299,6 +367,12 @@ function DM:set(ns, k, v)
   if type(ns) ~= "string" then ns = cstr(ns, 1, "set") end
   if type(k) ~= "string" then k = cstr(k, 2, "set") end
   if d.iter then error("dynamic metadata map cannot be modified while iterating", 2) end
+  local h = d.h
+  h.pfm = false
+  if h.wq then
+    local tv = type(v)
+    if (tv == "string" or tv == "number" or tv == "boolean") and q(4, d.cid, ns, k, v) then return end
+  end
   local r, e = dmset(d.cid, d.seg, ns, k, v)
   if r == false then error(e, 2) end
 end
@@ -474,6 +548,8 @@ local HD = {}
 local function block(d, op, a, b, c, e, f)
   if d.seg < 0 then error(DEAD, 3) end
   d.seg = -2 -- dead while suspended: another coroutine must not use this handle meanwhile
+  -- JS may change the stream while the hook waits: no more prefetched values or queued writes
+  d.pf, d.pfm, d.wq = false, false, false
   retire(d)
   d.hobj, d.siobj, d.pk = nil, nil, nil
   local seg, r1, r2 = yield(SENT, op, a, b, c, e, f)
@@ -698,11 +774,15 @@ local function release(d)
   d.seg = -1
   retire(d)
   d.hobj, d.siobj, d.pk = false, false, false
+  d.p1, d.p2, d.p3, d.p4, d.m1, d.m2 = false, false, false, false, false, false
   if d.u then dsm(d.u, DEADMT) end -- false when mk() failed (out of memory) before the hook ran
   d.u = false
   give(FHD, d)
 end
-function __meshext_entry(dir, cid, seg, reap)
+-- pf: true when JS prefetched (LuaJIT): then p1..p4 are the values of PFK[dir]'s keys and m1, m2
+-- the tables of PFN[dir]'s namespaces (nil absent, false not prefetched).
+local WQ = q ~= nil
+function __meshext_entry(dir, cid, seg, reap, pf, p1, p2, p3, p4, m1, m2)
   if reap ~= 0 then
     local pd = LIVE[reap]
     if pd ~= nil then
@@ -711,14 +791,17 @@ function __meshext_entry(dir, cid, seg, reap)
     end
   end
   local d = take(FHD)
+  pf = pf == true
   if d then
     d.__index, d.cid, d.seg, d.dir, d.h = HD, cid, seg, dir, d
   else
     -- every field the handle will hold is in the constructor: later stores reuse their slots
     -- instead of growing the table (h, hobj, siobj, pk, u are set as the hook runs)
-    d = { __index = HD, cid = cid, seg = seg, dir = dir, h = false, hobj = false, siobj = false, pk = false, u = false }
+    d = { __index = HD, cid = cid, seg = seg, dir = dir, h = false, hobj = false, siobj = false, pk = false, u = false,
+      wq = false, pf = false, pfm = false, p1 = false, p2 = false, p3 = false, p4 = false, m1 = false, m2 = false }
     d.h = d
   end
+  d.wq, d.pf, d.pfm, d.p1, d.p2, d.p3, d.p4, d.m1, d.m2 = WQ, pf, pf, p1, p2, p3, p4, m1, m2
   LIVE[cid] = d
   local u = mk(d)
   d.u = u

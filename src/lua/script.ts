@@ -50,6 +50,16 @@ const DEAD = new Multi([false, 'object used outside of proper scope']);
 const CANNOT_MODIFY = new Multi([false, 'header map can no longer be modified']);
 const HASHES: Record<string, string> = { sha1: 'sha1', sha224: 'sha224', sha256: 'sha256', sha384: 'sha384', sha512: 'sha512' };
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+/** Prefetched header keys and metadata namespaces per direction (the prelude's PFK / PFN caps). */
+const PF_KEYS = 4;
+const PF_NS = 2;
+/** Values startHook passes after the entry's four arguments: marker, 4 header values, 2 tables. */
+const PF_SLOTS = 1 + PF_KEYS + PF_NS;
+/** Write-behind queue ops (prelude q()). */
+const Q_HADD = 1;
+const Q_HREP = 2;
+const Q_HREM = 3;
+const Q_DMSET = 4;
 
 function err(msg: string): Multi {
   return new Multi([false, msg]);
@@ -130,6 +140,56 @@ function structFromLua(v: unknown): unknown {
   return v;
 }
 
+/** A prefetch string value (tag 1, u32 length, latin1 bytes). */
+function putString(io: Buffer, dv: DataView, o: number, v: string): number {
+  const n = v.length;
+  io[o] = 1;
+  dv.setUint32(o + 1, n, true);
+  o += 5;
+  if (n < 48) for (let i = 0; i < n; i++) io[o + i] = v.charCodeAt(i);
+  else io.write(v, o, n, 'latin1');
+  return o + n;
+}
+
+/**
+ * A namespace of primitives as a prefetch table (tag 5), with fromStruct's conversions (text as
+ * UTF-8 bytes, null values absent); anything nested or too big is left to dmget (tag 4, false).
+ * `limit` keeps room for the slots still to write.
+ */
+function putFlatTable(io: Buffer, dv: DataView, o: number, limit: number, t: Record<string, unknown>): number {
+  const start = o;
+  o += 5;
+  let pairs = 0;
+  for (const k in t) {
+    const v = t[k];
+    if (v === null || v === undefined) continue;
+    const key = luaText(k);
+    if (typeof v === 'string') {
+      const s = luaText(v);
+      if (o + 10 + key.length + s.length > limit) return notPrefetched(io, start);
+      o = putString(io, dv, o, key);
+      o = putString(io, dv, o, s);
+    } else if (typeof v === 'number' || typeof v === 'boolean') {
+      if (o + 14 + key.length > limit) return notPrefetched(io, start);
+      o = putString(io, dv, o, key);
+      if (typeof v === 'number') {
+        io[o] = 2;
+        dv.setFloat64(o + 1, v, true);
+        o += 9;
+      } else io[o++] = v ? 3 : 4;
+    } else return notPrefetched(io, start);
+    pairs++;
+  }
+  io[start] = 5;
+  dv.setUint32(start + 1, pairs, true);
+  return o;
+}
+
+function notPrefetched(io: Buffer, at: number): number {
+  io[at] = 4;
+  return at + 1;
+}
+
 function isIpAuthority(host: string): boolean {
   if (isIP(host)) return true;
   const v6 = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(host);
@@ -151,6 +211,16 @@ export class LuaScript {
   readonly #ctxs: (Direction | undefined)[] = [undefined];
   readonly #free: number[] = [];
   readonly #reap: number[] = [];
+  /** LuaJIT's buffer shared with the prelude (write-behind queue, prefetch); undefined on wasm. */
+  readonly #io: Buffer | undefined;
+  readonly #dv: DataView | undefined;
+  readonly #ioQueue: number;
+  /** Header keys as the script wrote them / lowercased, and namespaces raw / as text, per direction. */
+  readonly #pfKeys: [string[], string[]] = [[], []];
+  readonly #pfKeysLower: [string[], string[]] = [[], []];
+  readonly #pfNs: [string[], string[]] = [[], []];
+  readonly #pfNsText: [string[], string[]] = [[], []];
+  readonly #texts: (string | undefined)[] = new Array<string | undefined>(64).fill(undefined);
   #active = 0;
   #segment = 0;
   #released = false;
@@ -169,6 +239,10 @@ export class LuaScript {
       budgetEnabled: this.budgetTicks > 0,
     });
     this.state = state;
+    const io = state.io;
+    this.#io = io ? Buffer.from(io.buffer, io.byteOffset, io.byteLength) : undefined;
+    this.#dv = io ? new DataView(io.buffer, io.byteOffset, io.byteLength) : undefined;
+    this.#ioQueue = state.ioQueueBytes ?? 0;
     try {
       state.setHostTable('__meshext_host', this.#hostTable());
       if (engine.compatPrelude) state.exec(engine.compatPrelude, '=meshext.compat', 0, true);
@@ -258,6 +332,144 @@ export class LuaScript {
     return cid;
   }
 
+  /** hget of the stream's own headers succeeded: learn the key as the prelude does (same order). */
+  #learnKey(dir: 0 | 1, key: string): void {
+    const l = this.#pfKeys[dir];
+    if (l.length >= PF_KEYS || l.includes(key)) return;
+    l.push(key);
+    this.#pfKeysLower[dir].push(key.toLowerCase());
+  }
+
+  #learnNs(dir: 0 | 1, ns: string): void {
+    const l = this.#pfNs[dir];
+    if (l.length >= PF_NS || l.includes(ns)) return;
+    l.push(ns);
+    this.#pfNsText[dir].push(jsText(ns));
+  }
+
+  /**
+   * Before a hook starts: the values of the keys and namespaces its direction learned, written to
+   * the shared buffer. Returns the count of values for start() (0: nothing to prefetch).
+   */
+  prefetch(d: Direction): number {
+    const io = this.#io;
+    if (io === undefined) return 0;
+    const keys = this.#pfKeysLower[d.dir];
+    const nss = this.#pfNsText[d.dir];
+    if (keys.length === 0 && nss.length === 0) return 0;
+    const dv = this.#dv!;
+    const end = io.length;
+    let o = this.#ioQueue;
+    io[o++] = 3; // true: prefetched
+    const m = d.headers;
+    for (let i = 0; i < PF_KEYS; i++) {
+      const k = keys[i];
+      if (k === undefined || m === undefined) {
+        io[o++] = 4; // false: not prefetched
+        continue;
+      }
+      const names = m.names;
+      let v: string | undefined;
+      for (let j = 0; j < names.length; j++) if (names[j] === k) v = v === undefined ? m.values[j]! : `${v},${m.values[j]!}`;
+      if (v === undefined) io[o++] = 0;
+      else if (o + 5 + v.length + 16 > end) io[o++] = 4;
+      else o = putString(io, dv, o, v);
+    }
+    const dm = nss.length > 0 ? d.filter.callbacks.streamInfo.dynamicMetadata : undefined;
+    for (let i = 0; i < PF_NS; i++) {
+      const ns = nss[i];
+      if (ns === undefined || dm === undefined) {
+        io[o++] = 4;
+        continue;
+      }
+      const t = dm.get(ns);
+      if (t === undefined) {
+        io[o++] = 0;
+        continue;
+      }
+      o = putFlatTable(io, dv, o, end - (PF_NS - i), t);
+    }
+    return PF_SLOTS;
+  }
+
+  /** Applies the prelude's queued writes (after a run, and before any host call). */
+  flushQueue(): void {
+    const dv = this.#dv;
+    if (dv === undefined) return;
+    const len = dv.getUint32(0, true);
+    if (len === 0) return;
+    dv.setUint32(0, 0, true);
+    try {
+      this.#applyQueue(this.#io!, dv, 4 + len);
+    } catch (e) {
+      // as a host function's failure: logged, never thrown into the filter chain
+      this.log.error({ err: (e as Error).message }, 'lua queued write failed');
+    }
+  }
+
+  #applyQueue(io: Buffer, dv: DataView, end: number): void {
+    let o = 4;
+    while (o < end) {
+      const op = io[o]!;
+      const d = this.#ctxs[dv.getUint32(o + 1, true)];
+      o += 5;
+      // every value of these ops is a string except the metadata value
+      let n = dv.getUint32(o + 1, true);
+      const a = this.#text(io, o + 5, n);
+      o += 5 + n;
+      let b = '';
+      if (op !== Q_HREM) {
+        n = dv.getUint32(o + 1, true);
+        b = this.#text(io, o + 5, n);
+        o += 5 + n;
+      }
+      if (op === Q_DMSET) {
+        const tag = io[o]!;
+        let v: unknown;
+        if (tag === 1) {
+          n = dv.getUint32(o + 1, true);
+          v = jsText(this.#text(io, o + 5, n));
+          o += 5 + n;
+        } else if (tag === 2) {
+          v = dv.getFloat64(o + 1, true);
+          o += 9;
+        } else {
+          v = tag === 3;
+          o += 1;
+        }
+        d?.filter.callbacks.streamInfo.setDynamicMetadata(jsText(a), jsText(b), v);
+        continue;
+      }
+      const m = d?.headers;
+      if (m === undefined) continue;
+      // as the host functions do: a request header rewrite re-routes
+      if (d!.dir === 0) d!.filter.callbacks.clearRouteCache();
+      if (op === Q_HADD) m.add(a, b);
+      else if (op === Q_HREP) m.set(a, b);
+      else m.remove(a);
+    }
+  }
+
+  /**
+   * Bytes of the queue as a latin1 string. Short ones go through a small cache: header names,
+   * namespaces, keys and many values repeat on every request, and a Buffer slice is a C++ call.
+   */
+  #text(io: Buffer, o: number, n: number): string {
+    if (n > 32) return io.toString('latin1', o, o + n);
+    let h = n;
+    for (let i = 0; i < n; i++) h = (h * 31 + io[o + i]!) | 0;
+    const slot = h & 63;
+    const c = this.#texts[slot];
+    if (c !== undefined && c.length === n) {
+      let i = 0;
+      while (i < n && c.charCodeAt(i) === io[o + i]) i++;
+      if (i === n) return c;
+    }
+    const t = io.toString('latin1', o, o + n);
+    this.#texts[slot] = t;
+    return t;
+  }
+
   /** Starts a callout for handle:httpCall(). Throws when the request cannot even be sent. */
   httpCall(d: Direction, cluster: string, headers: LuaValue, body: string | undefined, timeoutMs: number): HttpCallHandle {
     const clusters = this.options.clusters;
@@ -306,6 +518,8 @@ export class LuaScript {
     };
     const buffer = (d: Direction, w: LuaValue): DataBuffer | undefined => (w === 0 ? d.body : d.chunk);
     const tls = (d: Direction) => d.filter.callbacks.streamInfo.downstreamTls;
+    const io = this.#io;
+    const qlen = this.#dv;
 
     const host: Record<string, HostFunction> = {
       reqheaders: (cid, seg) => {
@@ -324,6 +538,7 @@ export class LuaScript {
         for (let i = 0; i < names.length; i++) {
           if (names[i] === k) out = out === undefined ? m.values[i]! : `${out},${m.values[i]!}`;
         }
+        if (w === 0 && io !== undefined) this.#learnKey(d.dir, key as string);
         return out;
       },
       hidx: (cid, seg, w, key, idx) => {
@@ -433,6 +648,7 @@ export class LuaScript {
         const d = ctx(cid, seg);
         if (!d) return DEAD;
         const m = d.filter.callbacks.streamInfo.dynamicMetadata.get(jsText(ns as string));
+        if (io !== undefined) this.#learnNs(d.dir, ns as string);
         return m === undefined ? undefined : fromStruct(m);
       },
       dmset: (cid, seg, ns, key, value) => {
@@ -659,9 +875,11 @@ export class LuaScript {
       },
     };
     // Every host function is wrapped once: a JS exception must never unwind through an engine.
+    // Writes the prelude queued are applied first, so that the call sees them.
     for (const [k, fn] of Object.entries(host)) {
       host[k] = (a, b, c, d, e, f, g, h) => {
         try {
+          if (qlen !== undefined && qlen.getUint32(0, true) !== 0) this.flushQueue();
           return fn(a, b, c, d, e, f, g, h);
         } catch (e) {
           log.error({ err: (e as Error).message }, `lua host function ${k} failed`);

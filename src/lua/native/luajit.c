@@ -53,6 +53,9 @@ typedef struct {
   int pool[POOL_MAX];
   int npool;
   int calls;          /* host calls in the current run */
+  unsigned char *io;  /* the shared buffer (setIo): write-behind queue, then the prefetch area */
+  size_t qcap, iocap; /* queue area [0, qcap), prefetch area [qcap, iocap) */
+  napi_ref io_ref;
   void *freel[SMALL_CLASSES]; /* free blocks of 16, 32, ... 256 bytes */
   char *slabs;        /* every slab, linked through its first word */
   char *slab_next;
@@ -490,6 +493,121 @@ static int mk_ud(lua_State *L) {
   return 1;
 }
 
+/*
+ * Write-behind: q(op, cid, a, b, c) appends a record to the shared buffer's queue, which JS
+ * applies after the run returns or before its next host call (the only moments JS can observe the
+ * stream). Returns false when the record does not fit: the prelude then makes the host call.
+ * Record: op u8, cid u32, then each value as tag u8 (0 nil, 1 string, 2 number, 3 true, 4 false)
+ * + payload (u32 length + bytes, or f64). The queue's first u32 is its byte length.
+ */
+static size_t io_value_size(lua_State *L, int i) {
+  switch (lua_type(L, i)) {
+    case LUA_TSTRING: return 5 + lua_objlen(L, i);
+    case LUA_TNUMBER: return 9;
+    default: return 1;
+  }
+}
+
+static unsigned char *io_put_value(lua_State *L, int i, unsigned char *p) {
+  switch (lua_type(L, i)) {
+    case LUA_TSTRING: {
+      size_t n;
+      const char *str = lua_tolstring(L, i, &n);
+      uint32_t n32 = (uint32_t)n;
+      *p++ = 1;
+      memcpy(p, &n32, 4);
+      memcpy(p + 4, str, n);
+      return p + 4 + n;
+    }
+    case LUA_TNUMBER: {
+      double d = lua_tonumber(L, i);
+      *p++ = 2;
+      memcpy(p, &d, 8);
+      return p + 8;
+    }
+    case LUA_TBOOLEAN:
+      *p++ = lua_toboolean(L, i) ? 3 : 4;
+      return p;
+    default:
+      *p++ = 0;
+      return p;
+  }
+}
+
+static int q_push(lua_State *L) {
+  State *s = (State *)lua_touserdata(L, lua_upvalueindex(1));
+  int n = lua_gettop(L), i;
+  uint32_t len;
+  if (!s->io || n < 2 || n > 5) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  memcpy(&len, s->io, 4);
+  size_t need = 5;
+  for (i = 3; i <= n; i++) need += io_value_size(L, i);
+  if (4 + (size_t)len + need > s->qcap) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  unsigned char *p = s->io + 4 + len;
+  uint32_t cid = (uint32_t)lua_tonumber(L, 2);
+  *p++ = (unsigned char)lua_tonumber(L, 1);
+  memcpy(p, &cid, 4);
+  p += 4;
+  for (i = 3; i <= n; i++) p = io_put_value(L, i, p);
+  len = (uint32_t)(p - (s->io + 4));
+  memcpy(s->io, &len, 4);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * Prefetch: JS writes the values a hook will likely ask for (learned header keys, metadata
+ * namespaces) into the prefetch area before startHook; they become extra entry arguments. Value:
+ * tag u8 (0 nil, 1 string, 2 number, 3 true, 4 false, 5 table: u32 pairs, then key and value
+ * values). Returns the next read position, or NULL on a malformed record.
+ */
+static const unsigned char *pf_value(lua_State *L, const unsigned char *p, const unsigned char *end, int depth) {
+  if (p >= end) return NULL;
+  unsigned char tag = *p++;
+  switch (tag) {
+    case 0: lua_pushnil(L); return p;
+    case 1: {
+      uint32_t n;
+      if (end - p < 4) return NULL;
+      memcpy(&n, p, 4);
+      p += 4;
+      if ((size_t)(end - p) < n) return NULL;
+      lua_pushlstring(L, (const char *)p, n);
+      return p + n;
+    }
+    case 2: {
+      double d;
+      if (end - p < 8) return NULL;
+      memcpy(&d, p, 8);
+      lua_pushnumber(L, d);
+      return p + 8;
+    }
+    case 3: lua_pushboolean(L, 1); return p;
+    case 4: lua_pushboolean(L, 0); return p;
+    case 5: {
+      uint32_t n, i;
+      if (end - p < 4 || depth > 1) return NULL;
+      memcpy(&n, p, 4);
+      p += 4;
+      lua_createtable(L, 0, (int)n);
+      for (i = 0; i < n; i++) {
+        if (!(p = pf_value(L, p, end, depth + 1))) return NULL;
+        if (!(p = pf_value(L, p, end, depth + 1))) return NULL;
+        if (lua_isnil(L, -2)) lua_pop(L, 2);
+        else lua_rawset(L, -3);
+      }
+      return p;
+    }
+    default: return NULL;
+  }
+}
+
 /* ------------------------------------------------------------------ N-API surface */
 
 static State *get_state(napi_env env, napi_value v) {
@@ -513,6 +631,9 @@ static void close_state(napi_env env, State *s) {
     s->slabs = next;
   }
   for (i = 0; i < s->nfns; i++) napi_delete_reference(env, s->fns[i]);
+  if (s->io_ref) napi_delete_reference(env, s->io_ref);
+  s->io_ref = NULL;
+  s->io = NULL;
   free(s->fns);
   s->fns = NULL;
   s->nfns = 0;
@@ -592,9 +713,12 @@ static napi_value js_new_state(napi_env env, napi_callback_info info) {
     else s->nojit_user = 1;
     lua_sethook(s->L, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
   }
-  lua_createtable(s->L, 0, 1);
+  lua_createtable(s->L, 0, 2);
   lua_pushcfunction(s->L, mk_ud);
   lua_setfield(s->L, -2, "mk");
+  lua_pushlightuserdata(s->L, s);
+  lua_pushcclosure(s->L, q_push, 1);
+  lua_setfield(s->L, -2, "q");
   lua_setglobal(s->L, "__meshext_engine");
   lua_settop(s->L, 0);
   if (napi_create_external(env, s, finalize_state, NULL, &ext) != napi_ok) {
@@ -803,9 +927,9 @@ static napi_value run(napi_env env, State *s, lua_State *T, napi_value args, dou
  * building an array through N-API on every request; otherwise the array form of start().
  */
 static napi_value js_start_hook(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], out, v;
-  double a, b, c, e, budget = 0;
+  size_t argc = 7;
+  napi_value argv[7], out, v;
+  double a, b, c, e, budget = 0, npf = 0;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   State *s = get_state(env, argv[0]);
   if (!s) return NULL;
@@ -814,14 +938,24 @@ static napi_value js_start_hook(napi_env env, napi_callback_info info) {
   napi_get_value_double(env, argv[3], &c);
   napi_get_value_double(env, argv[4], &e);
   napi_get_value_double(env, argv[5], &budget);
-  int ref;
+  if (argc > 6) napi_get_value_double(env, argv[6], &npf);
+  int ref, nargs = 4;
   lua_State *T = acquire_thread(s, &ref);
   lua_pushnumber(T, a);
   lua_pushnumber(T, b);
   lua_pushnumber(T, c);
   lua_pushnumber(T, e);
+  if (npf > 0 && s->io && npf <= 16 && lua_checkstack(T, (int)npf + 8)) {
+    /* prefetched values follow the four entry arguments (see pf_value) */
+    const unsigned char *p = s->io + s->qcap, *end = s->io + s->iocap;
+    int i;
+    for (i = 0; i < (int)npf && p; i++) p = pf_value(T, p, end, 0);
+    if (!p) {
+      lua_settop(T, 5); /* malformed: no prefetch (the entry function and its four arguments) */
+    } else nargs += (int)npf;
+  }
   double used;
-  int status = resume_budgeted(s, T, 4, budget, &used);
+  int status = resume_budgeted(s, T, nargs, budget, &used);
   int top = lua_gettop(T);
   if (status == 0 && top == 0) {
     /* finished: back to the pool now, which spares the driver a release() crossing per hook */
@@ -904,6 +1038,30 @@ static napi_value js_release(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setIo(st, u8array, queueBytes): the shared buffer of q() and the prefetch (kept referenced) */
+static napi_value js_set_io(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_typedarray_type tt;
+  size_t len, off;
+  void *data;
+  napi_value ab;
+  double qb = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  State *s = get_state(env, argv[0]);
+  if (!s) return NULL;
+  if (napi_get_typedarray_info(env, argv[1], &tt, &len, &data, &ab, &off) != napi_ok || tt != napi_uint8_array) return throw_msg(env, "setIo: Uint8Array expected");
+  napi_get_value_double(env, argv[2], &qb);
+  if (qb < 16 || (size_t)qb >= len) return throw_msg(env, "setIo: bad queue size");
+  if (s->io_ref) napi_delete_reference(env, s->io_ref);
+  napi_create_reference(env, argv[1], 1, &s->io_ref);
+  s->io = (unsigned char *)data;
+  s->qcap = (size_t)qb;
+  s->iocap = len;
+  memset(s->io, 0, 4);
+  return NULL;
+}
+
 static napi_value js_memory(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], v;
@@ -951,6 +1109,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
     {"startHook", NULL, js_start_hook, NULL, NULL, NULL, napi_default, NULL},
     {"resume", NULL, js_resume, NULL, NULL, NULL, napi_default, NULL},
     {"release", NULL, js_release, NULL, NULL, NULL, napi_default, NULL},
+    {"setIo", NULL, js_set_io, NULL, NULL, NULL, napi_default, NULL},
     {"memory", NULL, js_memory, NULL, NULL, NULL, napi_default, NULL},
     {"gc", NULL, js_gc, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
