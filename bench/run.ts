@@ -52,7 +52,7 @@ function scenarios(): Scenario[] {
   // group (meshext vs nginx, an extension vs meshext's own passthrough) compare runs made minutes
   // apart at most, turn by turn. Each stack scenario carries its own meshext baseline for that reason.
   const all: Scenario[] = [
-    { id: 'passthrough', title: 'Passthrough', group: 'parity', ...h1, contenders: [c('meshext'), c('direct'), c('nginx'), c('haproxy')] },
+    { id: 'passthrough', title: 'Passthrough', group: 'parity', ...h1, contenders: [c('meshext'), c('direct'), c('nginx'), c('haproxy'), c('node-net')] },
     { id: 'lua-parity', title: 'Parity logic in Lua', group: 'parity', ...h1, contenders: [c('nginx', 'lua-parity'), c('haproxy', 'lua-parity'), c('meshext', 'lua-parity')] },
     { id: 'wasm-parity', title: 'Parity logic as a Wasm plugin', group: 'parity', ...h1, contenders: [c('meshext', 'wasm-parity')] },
     ...stacks.map((n) => ({

@@ -8,7 +8,7 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MESHEXT, NODE } from './paths.ts';
+import { FORWARDER, MESHEXT, NODE } from './paths.ts';
 import { startPinned, stop, waitPort, type Started } from './proc.ts';
 
 export const PORTS = {
@@ -23,6 +23,7 @@ export const PORTS = {
   memoryAdmin: 19141,
   profile: 19150,
   profileAdmin: 19151,
+  nodeForwarder: 19160,
 } as const;
 
 /** Ports of the contender in slot `slot`: contenders measured together (interleaved) listen side by side. */
@@ -35,7 +36,8 @@ export const CORES = { load: '0', upstream: '0', proxy: '1' } as const;
 /** The upstream's fixed response body (small, as in the issue's setup). */
 export const UPSTREAM_BODY = 'hello from the bench upstream\n';
 
-export type Proxy = 'direct' | 'nginx' | 'haproxy' | 'meshext';
+/** node-net: a bare node:net byte forwarder (bench/lib/node-forwarder.ts), the floor of Node's I/O. */
+export type Proxy = 'direct' | 'nginx' | 'haproxy' | 'meshext' | 'node-net';
 export type ExtKind = 'none' | 'lua-parity' | 'wasm-parity' | 'lua-body' | 'wasm-body' | 'lua-coinflip' | 'wasm-coinflip';
 
 export interface ContenderSpec {
@@ -60,6 +62,7 @@ export interface Running {
 
 export function label(s: ContenderSpec): string {
   if (s.proxy === 'direct') return 'direct (no proxy)';
+  if (s.proxy === 'node-net') return 'Node byte forwarder (no HTTP)';
   const ext = s.ext === 'none' ? '' : s.ext.startsWith('lua') ? '+Lua' : '+Wasm';
   const stack = s.stack > 1 ? ` x${s.stack}` : '';
   return `${s.proxy}${ext}${stack}`;
@@ -250,6 +253,17 @@ backend be
   return { spec, port, h2Port, proc: p, stop: () => stop(p) };
 }
 
+// ---------------------------------------------------------------- Node's floor
+
+async function startNodeForwarder(spec: ContenderSpec, work: string, slot: number): Promise<Running> {
+  const dir = join(work, 'node-forwarder');
+  mkdirSync(dir, { recursive: true });
+  const port = slotPort(PORTS.nodeForwarder, slot);
+  const p = startPinned('node-forwarder', CORES.proxy, NODE, [FORWARDER, String(port), String(PORTS.upstream)], join(dir, 'stdout.log'));
+  await waitPort(port, 10_000, () => p.child.exitCode === null);
+  return { spec, port, h2Port: undefined, proc: p, stop: () => stop(p) };
+}
+
 // ---------------------------------------------------------------- meshext
 
 export const LUA_PARITY = `function envoy_on_request(request_handle)
@@ -414,6 +428,8 @@ export async function startContender(spec: ContenderSpec, work: string, wasmPath
       return startNginx(spec, work, slot);
     case 'haproxy':
       return startHaproxy(spec, work, slot);
+    case 'node-net':
+      return startNodeForwarder(spec, work, slot);
     case 'meshext':
       return startMeshext(spec, work, { port: slotPort(PORTS.meshext, slot), adminPort: slotPort(PORTS.meshextAdmin, slot), concurrency: 1, wasmPaths, tag: `${spec.ext}-${spec.stack}`, nodeArgs });
   }

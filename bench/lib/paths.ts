@@ -8,3 +8,5 @@ export const MESHEXT = join(ROOT, 'bin', 'meshext.js');
 export const RESULTS = join(BENCH, 'results');
 /** Scratch space for generated configs and logs (gitignored). */
 export const WORK = join(BENCH, '.work');
+/** The node:net byte forwarder measured as the floor of Node's I/O. */
+export const FORWARDER = join(BENCH, 'lib', 'node-forwarder.ts');

@@ -19,6 +19,7 @@ export const PROXY_COLORS: Record<string, string> = {
   nginx: '#2e7d32',
   haproxy: '#1565c0',
   meshext: '#e65100',
+  'node-net': '#795548',
 };
 
 interface BarSeries {

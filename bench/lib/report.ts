@@ -98,6 +98,11 @@ function targets(r: Report): string[] {
     const rpsRatio = mx.rps / ng.rps;
     row('passthrough: meshext req/s ≥ 0.5x nginx', `${fmtInt(mx.rps)} vs ${fmtInt(ng.rps)} req/s = **${rpsRatio.toFixed(2)}x** (nginx proxy core ${pct(ng.proxyCore)}, meshext ${pct(mx.proxyCore)})`, rpsRatio >= 0.5, [mx, ng]);
   } else row('passthrough vs nginx', 'n/a (a cell failed)', undefined);
+  const fw = find(r, 'passthrough', 'node-net');
+  if (ok(fw) && ok(ng) && ok(mx)) {
+    // Context, not a target: what Node's I/O alone costs on this machine, and meshext above it.
+    L.push(`| (context, same run) Node byte forwarder: node:net, no HTTP, CPU per request | ${fmt1(fw.cpuUsPerReq)} µs = ${(fw.cpuUsPerReq / ng.cpuUsPerReq).toFixed(2)}x nginx; meshext costs ${fmt1(mx.cpuUsPerReq - fw.cpuUsPerReq)} µs above it | |`);
+  }
   for (const [name, ext] of [['Lua', 'lua-parity'], ['Wasm', 'wasm-parity']] as const) {
     const c = find(r, `${ext === 'lua-parity' ? 'lua' : 'wasm'}-parity`, 'meshext', ext);
     const k = cost(c, mx);
