@@ -103,6 +103,11 @@ export interface LuaState {
    */
   readonly io?: Uint8Array;
   readonly ioQueueBytes?: number;
+  /**
+   * Optional fast form of start() for the hook entry (dir, cid, seg, reap): a number when the
+   * coroutine returned nothing and needs no release (the ticks it used), else what start() returns.
+   */
+  startHook?(dir: number, cid: number, seg: number, reap: number, budget: number, prefetched: number): number | [ThreadRef, ResumeResult];
   resume(thread: ThreadRef, args: readonly PushValue[], budget: number): ResumeResult;
   /** Drops a coroutine (finished, failed, or abandoned after respond()/reset). */
   release(thread: ThreadRef): void;

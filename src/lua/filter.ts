@@ -236,7 +236,20 @@ export class LuaHttpFilter implements HttpFilter {
     this.stats.executions.inc();
     let started: [ThreadRef, ResumeResult];
     try {
-      started = s.state.start([d.dir, d.cid, d.seg, s.takeReap()], d.budgetLeft, s.prefetch(d));
+      const st = s.state;
+      if (st.startHook !== undefined) {
+        const r = st.startHook(d.dir, d.cid, d.seg, s.takeReap(), d.budgetLeft, s.prefetch(d));
+        if (typeof r === 'number') {
+          // the hook returned and its coroutine is pooled already: no result objects to build
+          s.flushQueue();
+          if (s.budgetTicks > 0) d.budgetLeft -= r;
+          d.suspended = false;
+          d.endedOk = true;
+          this.#finish(d, State.Done);
+          return;
+        }
+        started = r;
+      } else started = st.start([d.dir, d.cid, d.seg, s.takeReap()], d.budgetLeft);
     } catch (e) {
       s.flushQueue();
       // an engine failure (closed state, addon error) must not break the stream

@@ -120,6 +120,16 @@ class LuajitState implements LuaState {
     const r = this.#a.start(this.#st, args, budget);
     return [r[0] as number, result(r, 1)];
   }
+  startHook(dir: number, cid: number, seg: number, reap: number, budget: number, prefetched: number): number | [ThreadRef, ResumeResult] {
+    const r = this.#a.startHook(this.#st, dir, cid, seg, reap, budget, prefetched);
+    if (typeof r === 'number') {
+      const used = Math.floor(r / 67108864);
+      const ref = (r - used * 67108864) % 16777216;
+      if (ref === REF_POOLED) return used;
+      return [ref, { status: ResumeStatus.Ok, values: NO_VALUES, error: '', used }];
+    }
+    return [r[0] as number, result(r, 1)];
+  }
   resume(thread: ThreadRef, args: readonly PushValue[], budget: number): ResumeResult {
     return result(this.#a.resume(this.#st, thread, args, budget), 0);
   }

@@ -119,10 +119,23 @@ local function take(pool)
   pool.n = n - 1
   return d
 end
-local function retire(d)
+-- kill(DEADMT, a, b, c, e) re-points the userdata among its arguments (false: none) to DEADMT;
+-- LuaJIT does it in one C call instead of one debug.setmetatable call each
+local kill = ENG and ENG.kill
+if not kill then
+  kill = function(mt, a, b, c, e)
+    if a then dsm(a, mt) end
+    if b then dsm(b, mt) end
+    if c then dsm(c, mt) end
+    if e then dsm(e, mt) end
+  end
+end
+-- hu: the handle's own userdata when the hook ends (false at a yield)
+local function retire(d, hu)
+  local a, b, c = false, false, false
   local od = d.hobj
   if od then
-    dsm(od.u, DEADMT)
+    a = od.u
     od.u, od.iter = false, false
     give(FHM, od)
   end
@@ -130,14 +143,15 @@ local function retire(d)
   if od then
     local dm = od.dm
     if dm then
-      dsm(dm.u, DEADMT)
+      c = dm.u
       dm.u, dm.iter = false, false
       give(FDM, dm)
     end
-    dsm(od.u, DEADMT)
+    b = od.u
     od.u, od.dm = false, false
     give(FSI, od)
   end
+  if hu or a or b then kill(DEADMT, hu, a, b, c) end
 end
 
 local function tname(v, i, n)
@@ -550,7 +564,7 @@ local function block(d, op, a, b, c, e, f)
   d.seg = -2 -- dead while suspended: another coroutine must not use this handle meanwhile
   -- JS may change the stream while the hook waits: no more prefetched values or queued writes
   d.pf, d.pfm, d.wq = false, false, false
-  retire(d)
+  retire(d, false)
   d.hobj, d.siobj, d.pk = nil, nil, nil
   local seg, r1, r2 = yield(SENT, op, a, b, c, e, f)
   d.seg = seg
@@ -772,10 +786,10 @@ end
 local LIVE = {}
 local function release(d)
   d.seg = -1
-  retire(d)
+  -- d.u is false when mk() failed (out of memory) before the hook ran
+  retire(d, d.u)
   d.hobj, d.siobj, d.pk = false, false, false
   d.p1, d.p2, d.p3, d.p4, d.m1, d.m2 = false, false, false, false, false, false
-  if d.u then dsm(d.u, DEADMT) end -- false when mk() failed (out of memory) before the hook ran
   d.u = false
   give(FHD, d)
 end

@@ -608,6 +608,19 @@ static const unsigned char *pf_value(lua_State *L, const unsigned char *p, const
   }
 }
 
+/* kill(mt, a, b, c, d): every userdata among a..d gets metatable mt (the prelude's dead-object
+ * metatable) in one C call; other values are skipped */
+static int kill_ud(lua_State *L) {
+  int i, n = lua_gettop(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  for (i = 2; i <= n && i <= 5; i++) {
+    if (lua_type(L, i) != LUA_TUSERDATA) continue;
+    lua_pushvalue(L, 1);
+    lua_setmetatable(L, i);
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------------ N-API surface */
 
 static State *get_state(napi_env env, napi_value v) {
@@ -713,9 +726,11 @@ static napi_value js_new_state(napi_env env, napi_callback_info info) {
     else s->nojit_user = 1;
     lua_sethook(s->L, count_hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
   }
-  lua_createtable(s->L, 0, 2);
+  lua_createtable(s->L, 0, 3);
   lua_pushcfunction(s->L, mk_ud);
   lua_setfield(s->L, -2, "mk");
+  lua_pushcfunction(s->L, kill_ud);
+  lua_setfield(s->L, -2, "kill");
   lua_pushlightuserdata(s->L, s);
   lua_pushcclosure(s->L, q_push, 1);
   lua_setfield(s->L, -2, "q");
