@@ -14,14 +14,15 @@
  * Every operation holds the one mutex for a few hundred nanoseconds; nothing in a critical section
  * calls plugin code (values are copied out and written into the plugin after unlocking).
  *
- * Queue notifications cross threads on a BroadcastChannel: the enqueuer posts [tag, id, token]
- * and the instance whose tag owns the receiving root schedules proxy_on_queue_ready itself.
+ * Queue notifications cross threads as [tag, id, token]: over the worker's link to the main thread
+ * (link.ts), or on a BroadcastChannel in threads without one; the instance whose tag owns the
+ * receiving root schedules proxy_on_queue_ready itself.
  */
 import { randomUUID } from 'node:crypto';
 import { BroadcastChannel, type MessagePort } from 'node:worker_threads';
 import { logger } from '../observability/log.ts';
 import { Status } from './abi.ts';
-import { attachLink, workerLink } from './link.ts';
+import { attachLink, linkQueueNotifier, workerLink } from './link.ts';
 
 export interface SharedEntry {
   value: Uint8Array;
@@ -90,10 +91,27 @@ interface Backing {
   h8: Uint8Array;
   h32: Int32Array;
   tag: number;
-  /** Made on first queue use: data-only threads never open one. */
-  channel: BroadcastChannel | undefined;
+  /** Made on first queue use: data-only threads never listen. */
+  notifier: Notifier | undefined;
   /** ctl[GEN] when the views were made. */
   gen: number;
+}
+
+interface Notifier {
+  send(tag: number, id: number, token: number): void;
+  close(): void;
+}
+
+/** Notifications as [tag, id, token] on the store's BroadcastChannel (threads without a link). */
+function broadcastNotifier(name: string, tag: number, deliver: (id: number, token: number) => void): Notifier {
+  const channel = new BroadcastChannel(name);
+  channel.onmessage = (ev: unknown) => {
+    const [t, id, token] = (ev as { data: [number, number, number] }).data;
+    if (t === tag) deliver(id, token);
+  };
+  // Notifications must not keep a process (or a draining worker) alive.
+  (channel as unknown as { unref(): void }).unref();
+  return { send: (to, id, token) => channel.postMessage([to, id, token]), close: () => channel.close() };
 }
 
 const utf8 = new TextEncoder();
@@ -156,7 +174,7 @@ export class SharedState {
 
   /** Stops listening for queue notifications (the buffers stay valid for other threads). */
   close(): void {
-    this.#b?.channel?.close();
+    this.#b?.notifier?.close();
     this.#b = undefined;
   }
 
@@ -172,24 +190,21 @@ export class SharedState {
       h8: new Uint8Array(0),
       h32: new Int32Array(0),
       tag: Atomics.add(ctl, TAGS, 1) + 1,
-      channel: undefined,
+      notifier: undefined,
       gen: -1,
     };
     this.#b = b;
     return b;
   }
 
-  #channel(b: Backing): BroadcastChannel {
-    if (b.channel) return b.channel;
-    const channel = new BroadcastChannel(b.handle.channel);
-    channel.onmessage = (ev: unknown) => {
-      const [tag, id, token] = (ev as { data: [number, number, number] }).data;
-      if (tag === b.tag) this.#receivers.get(id)?.notify(token);
-    };
-    // Notifications must not keep a process (or a draining worker) alive.
-    (channel as unknown as { unref(): void }).unref();
-    b.channel = channel;
-    return channel;
+  /** Starts receiving this instance's queue notifications (once); sends them to other instances. */
+  #notifier(b: Backing): Notifier {
+    if (b.notifier) return b.notifier;
+    const deliver = (id: number, token: number) => this.#receivers.get(id)?.notify(token);
+    // A worker with a link to the main thread uses it: a BroadcastChannel would load Node's
+    // bundled undici (its MessageEvent class) into the worker on the first notification received.
+    b.notifier = linkQueueNotifier(b.handle.channel, b.tag, deliver) ?? broadcastNotifier(b.handle.channel, b.tag, deliver);
+    return b.notifier;
   }
 
   /**
@@ -463,7 +478,7 @@ export class SharedState {
     const b = this.#backing();
     const h = this.#encode(KIND_QUEUE, vmId, name);
     const rid = this.#receiverId(receiver);
-    this.#channel(b); // listening before anyone can learn that this instance is the receiver
+    this.#notifier(b); // listening before anyone can learn that this instance is the receiver
     this.#lockB(b);
     try {
       let s = this.#find(b, KIND_QUEUE, h);
@@ -543,7 +558,7 @@ export class SharedState {
     }
     // One notification per enqueue, as Envoy. No receiver: the item waits for a registrant.
     if (tag === b.tag) this.#receivers.get(rid)?.notify(token);
-    else if (tag !== 0) this.#channel(b).postMessage([tag, rid, token]);
+    else if (tag !== 0) this.#notifier(b).send(tag, rid, token);
     return Status.Ok;
   }
 

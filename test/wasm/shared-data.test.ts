@@ -346,6 +346,14 @@ test('end to end, concurrency 2: a per-request CAS counter equals the request co
     while (value('sd-recv1') + value('sd-recv2') < K && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const recv = [value('sd-recv1'), value('sd-recv2')];
     assert.deepEqual(recv.sort((a, b) => a - b), [0, K], `every item went to the latest registrant, from both workers (${recv})`);
+    // An item enqueued by this (main) thread reaches the receiver in a worker too: workers listen
+    // on their link to the main thread, which bridges the store's BroadcastChannel to it.
+    const token = sharedState.resolveQueue('', 'sd-q');
+    assert.ok(token !== undefined && token > 0);
+    assert.equal(sharedState.enqueue(token, u32(7)), 0);
+    const until = Date.now() + 10_000;
+    while (value('sd-recv1') + value('sd-recv2') < K + 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(value('sd-recv1') + value('sd-recv2'), K + 1, 'the main thread\'s item was received');
   } finally {
     await proxy.close();
     await upstream.close();
