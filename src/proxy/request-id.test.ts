@@ -5,7 +5,7 @@ import { newRequestId } from './request-id.ts';
 test('request ids are RFC 4122 version 4 UUIDs, unique across pool refills', () => {
   const seen = new Set<string>();
   const v4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-  // 10,000 ids span more than two refills of the 4,096-id pool.
+  // 10,000 ids span several refills of the 1,024-id batch.
   for (let i = 0; i < 10_000; i++) {
     const id = newRequestId();
     assert.match(id, v4);
