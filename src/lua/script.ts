@@ -60,6 +60,8 @@ const Q_HADD = 1;
 const Q_HREP = 2;
 const Q_HREM = 3;
 const Q_DMSET = 4;
+/** Recently decoded short queue strings, shared by the worker's scripts (see LuaScript.#text). */
+const TEXTS: (string | undefined)[] = new Array<string | undefined>(256).fill(undefined);
 
 function err(msg: string): Multi {
   return new Multi([false, msg]);
@@ -220,7 +222,6 @@ export class LuaScript {
   readonly #pfKeysLower: [string[], string[]] = [[], []];
   readonly #pfNs: [string[], string[]] = [[], []];
   readonly #pfNsText: [string[], string[]] = [[], []];
-  readonly #texts: (string | undefined)[] = new Array<string | undefined>(64).fill(undefined);
   #active = 0;
   #segment = 0;
   #released = false;
@@ -458,15 +459,15 @@ export class LuaScript {
     if (n > 32) return io.toString('latin1', o, o + n);
     let h = n;
     for (let i = 0; i < n; i++) h = (h * 31 + io[o + i]!) | 0;
-    const slot = h & 63;
-    const c = this.#texts[slot];
+    const slot = h & 255;
+    const c = TEXTS[slot];
     if (c !== undefined && c.length === n) {
       let i = 0;
       while (i < n && c.charCodeAt(i) === io[o + i]) i++;
       if (i === n) return c;
     }
     const t = io.toString('latin1', o, o + n);
-    this.#texts[slot] = t;
+    TEXTS[slot] = t;
     return t;
   }
 
