@@ -31,7 +31,7 @@ function refill(): void {
     const k = i & 15;
     if (k === 3 || k === 5 || k === 7 || k === 9) text[t++] = 45;
   }
-  block = text.latin1Slice(0, t);
+  block = text.toString('latin1', 0, t);
   next = 0;
 }
 
