@@ -276,6 +276,38 @@ try {
   note(extGroup, 'Wasm no-op plugin (2 VM calls, no host call)', (e as Error).message.slice(0, 120));
 }
 
+// ---------------------------------------------------------------- one boundary crossing
+// One Wasm host call and one Lua hook on their own, as differences between two chain passes
+// measured in the same run (what the pass costs besides the crossing cancels out).
+const crossGroup = 'one crossing (difference of two chain passes)';
+const derived: Array<{ name: string; plus: string; minus: string; groupMinus: string; per: number }> = [];
+// The baseline for the Lua hook: the same pass without the extension, measured in this group.
+add(crossGroup, 'pass without an extension', chainTask([terminal]), BATCH);
+try {
+  if (!wasmPaths.hostcall) throw new Error('hostcall plugin not built');
+  for (const calls of [0, 64]) {
+    const wasm = await extensionFactory('wasm', { wasm: { url: `file://${wasmPaths.hostcall}`, pluginName: 'hostcall', pluginConfig: { calls } } });
+    const task = chainTask([wasm, terminal]);
+    await task();
+    add(crossGroup, `Wasm probe pass, ${calls} host calls`, task, BATCH);
+  }
+  derived.push({ name: 'one Wasm host call (proxy_get_header_map_value)', plus: 'Wasm probe pass, 64 host calls', minus: 'Wasm probe pass, 0 host calls', groupMinus: crossGroup, per: 64 });
+} catch (e) {
+  note(crossGroup, 'one Wasm host call (proxy_get_header_map_value)', (e as Error).message.slice(0, 120));
+}
+for (const engine of ['luajit', 'wasm'] as const) {
+  const label = engine === 'wasm' ? 'wasmoon' : engine;
+  try {
+    const lua = await extensionFactory('lua', { lua: { inlineCode: 'function envoy_on_request(handle) end' } }, { engine });
+    const task = chainTask([lua, terminal]);
+    await task();
+    add(crossGroup, `Lua pass, one empty envoy_on_request (${label})`, task, BATCH);
+    derived.push({ name: `one Lua hook (${label})`, plus: `Lua pass, one empty envoy_on_request (${label})`, minus: 'pass without an extension', groupMinus: crossGroup, per: 1 });
+  } catch (e) {
+    note(crossGroup, `one Lua hook (${label})`, (e as Error).message.slice(0, 120));
+  }
+}
+
 // Warm every chain task before measuring: the first task of a group would otherwise carry the
 // JIT warm-up of the whole filter manager and look slower than the ones after it.
 for (const p of pending) for (let i = 0; i < (quick ? 20 : 100); i++) await p.fn();
@@ -292,7 +324,17 @@ for (const t of bench.tasks) {
   const ns = (r.latency.mean * 1e6) / p.perCall;
   rows.push({ group, name, ns, rme: r.latency.rme, opsPerSec: 1e9 / ns });
 }
-const order = (g: string) => ['header map (10 headers)', 'Proxy-Wasm pairs codec', H1, 'filter chain pass (request + response headers)', extGroup].indexOf(g);
+for (const d of derived) {
+  const plus = rows.find((r) => r.group === crossGroup && r.name === d.plus);
+  const minus = rows.find((r) => r.group === d.groupMinus && r.name === d.minus);
+  if (!plus || !minus || !Number.isFinite(plus.ns) || !Number.isFinite(minus.ns)) {
+    note(crossGroup, d.name, 'a pass it is derived from did not run');
+    continue;
+  }
+  const ns = (plus.ns - minus.ns) / d.per;
+  rows.push({ group: crossGroup, name: d.name, ns, rme: Math.hypot(plus.rme * plus.ns, minus.rme * minus.ns) / d.per / Math.abs(ns), opsPerSec: 1e9 / ns });
+}
+const order = (g: string) => ['header map (10 headers)', 'Proxy-Wasm pairs codec', H1, 'filter chain pass (request + response headers)', extGroup, crossGroup].indexOf(g);
 rows.sort((a, b) => order(a.group) - order(b.group));
 if (json) console.log(`MICROJSON ${JSON.stringify(rows)}`);
 else for (const r of rows) console.log(`${r.group} | ${r.name} | ${Number.isFinite(r.ns) ? `${r.ns.toFixed(0)} ns` : `n/a (${r.note})`}`);

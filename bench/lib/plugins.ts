@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { BENCH, ROOT } from './paths.ts';
 
 const run = promisify(execFile);
-export const PLUGIN_NAMES = ['parity', 'coinflip', 'bodyread', 'noop'] as const;
+export const PLUGIN_NAMES = ['parity', 'coinflip', 'bodyread', 'noop', 'hostcall'] as const;
 export type PluginName = (typeof PLUGIN_NAMES)[number];
 
 const BUILD = join(BENCH, '.build');
@@ -26,6 +26,7 @@ const BUILD = join(BENCH, '.build');
 const SDK_FLAGS = ['--use', 'abort=abort_proc_exit'];
 const FLAGS: Record<PluginName, string[]> = {
   parity: ['--runtime', 'none', '--use', 'abort='],
+  hostcall: ['--runtime', 'none', '--use', 'abort='],
   coinflip: SDK_FLAGS,
   bodyread: SDK_FLAGS,
   noop: SDK_FLAGS,
