@@ -95,12 +95,13 @@ local function newtype(mt)
 end
 
 -- The data tables of the objects a handle caches (headers(), streamInfo(), its
--- dynamicMetadata()) are recycled when their segment ends: the userdata, which the script may
--- still hold, is re-pointed to DEADMT, where every method raises the dead-object error, and its
--- table goes back to a pool. That is 6 of the ~8 tables a parity request allocated (~1.5 KB),
--- which the GC no longer allocates, marks and sweeps. Each data table keeps its userdata in u.
+-- dynamicMetadata()) belong to the handle's table (ht, st, dmt) and are reused with it, segment
+-- after segment: when a segment ends, the userdata, which the script may still hold, is
+-- re-pointed to DEADMT, where every method raises the dead-object error. That is 6 of the ~8
+-- tables a parity request allocated (~1.5 KB), which the GC no longer allocates, marks and
+-- sweeps. The handle caches the segment's userdata in hu, su, mu.
 local DEADMT = { seg = -1, h = { seg = -2 } } -- a method that reads it as data sees a dead object
-local FHD, FHM, FSI, FDM = { n = 0 }, { n = 0 }, { n = 0 }, { n = 0 }
+local FHD = { n = 0 }
 local POOLMAX = 32
 -- a free list of data tables: give() keeps at most POOLMAX, take() returns one or nil
 local function give(pool, d)
@@ -132,26 +133,13 @@ if not kill then
 end
 -- hu: the handle's own userdata when the hook ends (false at a yield)
 local function retire(d, hu)
-  local a, b, c = false, false, false
-  local od = d.hobj
-  if od then
-    a = od.u
-    od.u, od.iter = false, false
-    give(FHM, od)
+  local a, b, c = d.hu, d.su, d.mu
+  if hu or a or b or c then
+    kill(DEADMT, hu, a, b, c)
+    d.hu, d.su, d.mu = false, false, false
+    if a then d.ht.iter = false end
+    if c then d.dmt.iter = false end
   end
-  od = d.siobj
-  if od then
-    local dm = od.dm
-    if dm then
-      c = dm.u
-      dm.u, dm.iter = false, false
-      give(FDM, dm)
-    end
-    b = od.u
-    od.u, od.dm = false, false
-    give(FSI, od)
-  end
-  if hu or a or b then kill(DEADMT, hu, a, b, c) end
 end
 
 local function tname(v, i, n)
@@ -473,18 +461,19 @@ end
 function SI:dynamicMetadata()
   local d = getmetatable(self)
   if d == nil or d.h == nil or d.seg ~= d.h.seg then error(DEAD, 2) end
-  local od = d.dm
-  if od then return od.u end
-  od = take(FDM)
+  local h = d.h
+  local u = h.mu
+  if u then return u end
+  local od = h.dmt
   if od then
-    od.__index, od.__pairs, od.cid, od.seg, od.h = DM, dmiter, d.cid, d.seg, d.h
+    od.cid, od.seg = d.cid, d.seg
   else
-    od = { __index = DM, __pairs = dmiter, cid = d.cid, seg = d.seg, h = d.h, iter = false, u = false }
+    od = { __index = DM, __pairs = dmiter, cid = d.cid, seg = d.seg, h = h, iter = false }
+    h.dmt = od
   end
-  local o = mk(od)
-  od.u = o
-  d.dm = od
-  return o
+  u = mk(od)
+  h.mu = u
+  return u
 end
 function SI:dynamicTypedMetadata(ns)
   local d = self_d(self)
@@ -565,7 +554,7 @@ local function block(d, op, a, b, c, e, f)
   -- JS may change the stream while the hook waits: no more prefetched values or queued writes
   d.pf, d.pfm, d.wq = false, false, false
   retire(d, false)
-  d.hobj, d.siobj, d.pk = nil, nil, nil
+  d.pk = false
   local seg, r1, r2 = yield(SENT, op, a, b, c, e, f)
   d.seg = seg
   if r1 == false then error(r2, 3) end
@@ -575,18 +564,18 @@ end
 function HD:headers()
   local d = getmetatable(self)
   if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
-  local od = d.hobj
-  if od then return od.u end
-  od = take(FHM)
+  local u = d.hu
+  if u then return u end
+  local od = d.ht
   if od then
-    od.__index, od.__pairs, od.cid, od.seg, od.h, od.w = HM, hiter, d.cid, d.seg, d, 0
+    od.cid, od.seg = d.cid, d.seg
   else
-    od = { __index = HM, __pairs = hiter, cid = d.cid, seg = d.seg, h = d, w = 0, iter = false, u = false }
+    od = { __index = HM, __pairs = hiter, cid = d.cid, seg = d.seg, h = d, w = 0, iter = false }
+    d.ht = od
   end
-  local o = mk(od)
-  od.u = o
-  d.hobj = od
-  return o
+  u = mk(od)
+  d.hu = u
+  return u
 end
 function HD:downstreamRequestHeaders()
   local d = self_d(self)
@@ -627,19 +616,18 @@ end
 function HD:streamInfo()
   local d = getmetatable(self)
   if d == nil or d.h ~= d or d.seg < 0 then error(DEAD, 2) end
-  local od = d.siobj
-  if od then return od.u end
-  od = take(FSI)
+  local u = d.su
+  if u then return u end
+  local od = d.st
   if od then
-    od.__index, od.cid, od.seg, od.h = SI, d.cid, d.seg, d
+    od.cid, od.seg = d.cid, d.seg
   else
-    -- dm = false: the slot exists from the start, so caching the object later does not rehash
-    od = { __index = SI, cid = d.cid, seg = d.seg, h = d, dm = false, u = false }
+    od = { __index = SI, cid = d.cid, seg = d.seg, h = d }
+    d.st = od
   end
-  local o = mk(od)
-  od.u = o
-  d.siobj = od
-  return o
+  u = mk(od)
+  d.su = u
+  return u
 end
 function HD:connectionStreamInfo()
   local d = self_d(self)
@@ -788,7 +776,7 @@ local function release(d)
   d.seg = -1
   -- d.u is false when mk() failed (out of memory) before the hook ran
   retire(d, d.u)
-  d.hobj, d.siobj, d.pk = false, false, false
+  d.pk = false
   d.p1, d.p2, d.p3, d.p4, d.m1, d.m2 = false, false, false, false, false, false
   d.u = false
   give(FHD, d)
@@ -810,8 +798,9 @@ function __meshext_entry(dir, cid, seg, reap, pf, p1, p2, p3, p4, m1, m2)
     d.__index, d.cid, d.seg, d.dir, d.h = HD, cid, seg, dir, d
   else
     -- every field the handle will hold is in the constructor: later stores reuse their slots
-    -- instead of growing the table (h, hobj, siobj, pk, u are set as the hook runs)
-    d = { __index = HD, cid = cid, seg = seg, dir = dir, h = false, hobj = false, siobj = false, pk = false, u = false,
+    -- instead of growing the table (h, pk, u, the object tables and userdata are set as the hook runs)
+    d = { __index = HD, cid = cid, seg = seg, dir = dir, h = false, pk = false, u = false,
+      ht = false, st = false, dmt = false, hu = false, su = false, mu = false,
       wq = false, pf = false, pfm = false, p1 = false, p2 = false, p3 = false, p4 = false, m1 = false, m2 = false }
     d.h = d
   end
