@@ -6,6 +6,7 @@
  *   --scenarios=a,b  macro scenarios by id (default: all of the mode)
  *   --no-setup       do not install missing Debian packages
  *   --merge          re-run only the --only sections and merge them into bench/results/summary.json
+ *                    (without it, a partial run writes bench/results/raw/results-partial.md)
  *   --nice=N         run proxies, upstream and load generators under `nice -n N` (default 0;
  *                    a negative N takes priority over other work on a shared machine)
  *
@@ -214,15 +215,19 @@ async function main(): Promise<void> {
     base.reruns = [...(base.reruns ?? []), { sections: [...sections], scenarios: onlyScenarios, date: report.date, seconds: report.durationSeconds }];
     report = base;
   }
-  if (!quick || argv.includes('--write') || argv.includes('--merge')) {
+  // bench/results/ holds a complete run: a partial one (--only / --scenarios) goes there only
+  // when merged into it (--merge) or asked for (--write), never by overwriting it.
+  const partial = opt('only') !== undefined || onlyScenarios !== undefined;
+  if ((!quick && !partial) || argv.includes('--write') || argv.includes('--merge')) {
     const plots = await writePlots(report, RESULTS);
     writeFileSync(join(RESULTS, 'results.md'), renderReport(report, plots));
     writeFileSync(join(RESULTS, 'summary.json'), JSON.stringify(report, null, 2));
     log(`wrote ${join(RESULTS, 'results.md')} and ${plots.length} plots`);
   } else {
     const plots = await writePlots(report, rawDir);
-    writeFileSync(join(rawDir, 'results-quick.md'), renderReport(report, plots));
-    log(`quick mode: wrote ${join(rawDir, 'results-quick.md')} (the committed results come from a full run)`);
+    const name = `results-${quick ? 'quick' : 'partial'}.md`;
+    writeFileSync(join(rawDir, name), renderReport(report, plots));
+    log(`${quick ? 'quick' : 'partial'} run: wrote ${join(rawDir, name)} (bench/results/ keeps the last full run; --merge adds these sections to it)`);
   }
   log(`done in ${elapsed()}`);
 }
