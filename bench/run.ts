@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { startUpstream, type ContenderSpec } from './lib/contenders.ts';
 import { describeMachine, probeBusy } from './lib/machine.ts';
 import { runGroup, type Scenario } from './lib/macro.ts';
-import { memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts';
+import { medianPoint, memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts';
 import { runMicro } from './lib/micro-runner.ts';
 import { buildPlugins } from './lib/plugins.ts';
 import { writePlots } from './lib/plot.ts';
@@ -175,13 +175,22 @@ async function main(): Promise<void> {
     if (sections.has('memory')) {
       const concurrencies = quick ? [1, 2] : [1, 2, 4, 8, 16];
       const variants: MemVariant[] = ['none', 'lua', 'wasm'];
-      for (const cc of concurrencies) {
-        for (const v of variants) {
-          const p: MemoryPoint = await memoryPoint(cc, v, WORK, wasmPaths, quick ? 6 : 12);
-          log(`memory: concurrency ${cc}, ${v}: ${p.rssMiB.toFixed(1)} MiB (${p.heads}×200, ${p.tails}×500${p.other ? `, ${p.other} other` : ''})${p.status !== 'ok' ? ` ${p.status}: ${p.note}` : ''}`);
-          report.memory.push(p);
+      // Each point is started afresh `reps` times, the repetitions in turns over the whole grid so a
+      // drift of the machine lands on every point alike; the median RSS is reported (one start
+      // moved the per-worker slopes by 0.2-0.5 MiB between runs of the same build).
+      const reps = quick ? 1 : 3;
+      const samples = new Map<string, MemoryPoint[]>();
+      for (let rep = 1; rep <= reps; rep++) {
+        for (const cc of concurrencies) {
+          for (const v of variants) {
+            const p: MemoryPoint = await memoryPoint(cc, v, WORK, wasmPaths, quick ? 6 : 12);
+            log(`memory ${rep}/${reps}: concurrency ${cc}, ${v}: ${p.rssMiB.toFixed(1)} MiB (${p.heads}×200, ${p.tails}×500${p.other ? `, ${p.other} other` : ''})${p.status !== 'ok' ? ` ${p.status}: ${p.note}` : ''}`);
+            const key = `${cc}/${v}`;
+            samples.set(key, [...(samples.get(key) ?? []), p]);
+          }
         }
       }
+      for (const points of samples.values()) report.memory.push(medianPoint(points));
     }
     if (sections.has('micro')) {
       log('micro-benchmarks (tinybench), pinned to the proxy core');

@@ -27,6 +27,8 @@ export interface MemoryPoint {
   status: 'ok' | 'unavailable' | 'failed';
   note?: string;
   rssMiB: number;
+  /** RSS of each fresh start of this point (rssMiB is their median). */
+  samplesMiB?: number[];
   heads: number;
   tails: number;
   other: number;
@@ -85,4 +87,23 @@ export async function memoryPoint(concurrency: number, variant: MemVariant, work
     await r?.stop();
   }
   return point;
+}
+
+/** One point from several fresh starts: the median RSS; a failed start fails the point. */
+export function medianPoint(points: MemoryPoint[]): MemoryPoint {
+  const bad = points.find((p) => p.status !== 'ok');
+  const sorted = points.map((p) => p.rssMiB).sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  const sum = (k: 'heads' | 'tails' | 'other') => points.reduce((a, p) => a + p[k], 0);
+  return {
+    ...points[0]!,
+    status: bad?.status ?? 'ok',
+    ...(bad?.note !== undefined ? { note: bad.note } : {}),
+    rssMiB: median,
+    samplesMiB: points.map((p) => p.rssMiB),
+    heads: sum('heads'),
+    tails: sum('tails'),
+    other: sum('other'),
+  };
 }

@@ -210,7 +210,7 @@ export function renderReport(r: Report, plots: string[]): string {
     L.push(
       '## Memory: the coin-flip filter by concurrency',
       '',
-      'The Lua-vs-Wasm study that Istio\'s docs cite (liamawhite/lua-vs-wasm-envoy): a filter that concatenates all request headers as `k:v;`, hashes them with `h = h*31 + byte` and replies 200 or 500 locally; light sequential load (one request at a time, a new connection each so every worker serves some); process RSS of meshext (VmRSS, all threads) after the load. The Envoy columns are the published figures (docker stats of the Envoy container, Envoy 1.33, Go-compiled Wasm on V8), not measured here; the ratios in the last columns are within each proxy.',
+      'The Lua-vs-Wasm study that Istio\'s docs cite (liamawhite/lua-vs-wasm-envoy): a filter that concatenates all request headers as `k:v;`, hashes them with `h = h*31 + byte` and replies 200 or 500 locally; light sequential load (one request at a time, a new connection each so every worker serves some); process RSS of meshext (VmRSS, all threads) after the load; each point is the median of several fresh starts (3 in a full run, taken in turns over the whole grid), the range in the last table. The Envoy columns are the published figures (docker stats of the Envoy container, Envoy 1.33, Go-compiled Wasm on V8), not measured here; the ratios in the last columns are within each proxy.',
       '',
       '| --concurrency | meshext, no extension | meshext + Lua | meshext + Wasm | meshext Wasm/Lua | Lua over none | Wasm over none | Envoy Lua (published) | Envoy Wasm (published) | Envoy Wasm/Lua |',
       '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -242,6 +242,15 @@ export function renderReport(r: Report, plots: string[]): string {
     );
     const bad = r.memory.filter((p) => p.status !== 'ok');
     if (bad.length) L.push(...bad.map((p) => `- concurrency ${p.concurrency}, ${p.variant}: ${p.status === 'unavailable' ? 'not available yet' : 'failed'} (${p.note})`), '');
+    if (r.memory.some((p) => (p.samplesMiB?.length ?? 0) > 1)) {
+      const range = (p: { samplesMiB?: number[] }) => (p.samplesMiB?.length ? `${fmt1(Math.min(...p.samplesMiB))}–${fmt1(Math.max(...p.samplesMiB))}` : '—');
+      L.push('| RSS of each fresh start, min–max MiB | none | Lua | Wasm |', '|---:|---:|---:|---:|');
+      for (const c of cs) {
+        const at = (v: string) => r.memory.find((p) => p.concurrency === c && p.variant === v);
+        L.push(`| ${c} | ${[at('none'), at('lua'), at('wasm')].map((p) => (p ? range(p) : '—')).join(' | ')} |`);
+      }
+      L.push('');
+    }
     L.push(`Responses seen (200 heads / 500 tails): ${r.memory.filter((p) => p.variant !== 'none').map((p) => `${p.variant}@${p.concurrency} ${p.heads}/${p.tails}`).join(', ')}.`, '');
   }
   if (r.micro) {
