@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { startUpstream, type ContenderSpec } from './lib/contenders.ts';
 import { describeMachine, probeBusy } from './lib/machine.ts';
 import { runGroup, type Scenario } from './lib/macro.ts';
-import { medianPoint, memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts';
+import { bareWorkerMiB, medianPoint, memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts';
 import { runMicro } from './lib/micro-runner.ts';
 import { buildPlugins } from './lib/plugins.ts';
 import { writePlots } from './lib/plot.ts';
@@ -191,6 +191,8 @@ async function main(): Promise<void> {
         }
       }
       for (const points of samples.values()) report.memory.push(medianPoint(points));
+      report.bareWorkerMiB = await bareWorkerMiB(reps);
+      log(`memory: an idle Node worker_thread with no code: ${report.bareWorkerMiB.toFixed(2)} MiB per worker`);
     }
     if (sections.has('micro')) {
       log('micro-benchmarks (tinybench), pinned to the proxy core');
@@ -218,7 +220,10 @@ async function main(): Promise<void> {
         base.scenarios = report.scenarios;
       }
     }
-    if (sections.has('memory')) base.memory = report.memory;
+    if (sections.has('memory')) {
+      base.memory = report.memory;
+      base.bareWorkerMiB = report.bareWorkerMiB;
+    }
     if (sections.has('micro')) base.micro = report.micro;
     if (sections.has('profile')) base.profile = report.profile;
     base.reruns = [...(base.reruns ?? []), { sections: [...sections], scenarios: onlyScenarios, date: report.date, seconds: report.durationSeconds }];

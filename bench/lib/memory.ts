@@ -8,7 +8,9 @@
  */
 import http from 'node:http';
 import { PORTS, startMeshext, type ExtKind, type Running } from './contenders.ts';
-import { sleep, treeRssKiB } from './proc.ts';
+import { workerResourceLimits } from '../../src/proxy/worker-limits.ts';
+import { NODE } from './paths.ts';
+import { runCapture, sleep, treeRssKiB } from './proc.ts';
 
 /** The published Envoy figures (MiB) the issue cites: liamawhite/lua-vs-wasm-envoy. */
 export const ENVOY_PUBLISHED: Record<number, { lua: number; wasm: number }> = {
@@ -106,4 +108,32 @@ export function medianPoint(points: MemoryPoint[]): MemoryPoint {
     tails: sum('tails'),
     other: sum('other'),
   };
+}
+
+/**
+ * What one Node worker_thread costs with no code in it (an isolate, its heap, a libuv loop),
+ * with the data plane's heap limits: the floor under meshext's per-worker figure. RSS of a process
+ * holding 1 and then 16 idle workers, fresh processes, median of `reps`; returns MiB per worker.
+ */
+export async function bareWorkerMiB(reps: number): Promise<number> {
+  const script = `
+    const { Worker } = require('node:worker_threads');
+    const { readFileSync } = require('node:fs');
+    (async () => {
+      for (let i = 0; i < Number(process.argv[1]); i++) {
+        const w = new Worker('require("node:worker_threads").parentPort.postMessage(1); setInterval(() => {}, 1000);', { eval: true, resourceLimits: ${JSON.stringify(workerResourceLimits())} });
+        await new Promise((r) => w.once('message', r));
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      console.log(readFileSync('/proc/self/status', 'utf8').match(/VmRSS:\\s+(\\d+)/)[1]);
+      process.exit(0);
+    })();`;
+  const rssWith = async (n: number) => {
+    const r = await runCapture(NODE, ['-e', script, String(n)], 60_000);
+    return Number(r.stdout.trim()) / 1024;
+  };
+  const slopes: number[] = [];
+  for (let i = 0; i < reps; i++) slopes.push(((await rssWith(16)) - (await rssWith(1))) / 15);
+  slopes.sort((a, b) => a - b);
+  return slopes[slopes.length >> 1]!;
 }

@@ -21,6 +21,8 @@ export interface Report {
   cells: CellResult[];
   scenarios: Array<{ id: string; title: string; protocol: string; connections: number; streams?: number; bodyBytes?: number }>;
   memory: MemoryPoint[];
+  /** MiB per idle Node worker_thread with no code (the floor under meshext's per-worker figure). */
+  bareWorkerMiB?: number;
   micro: MicroResult | undefined;
   profile: ProfileResult | undefined;
   niceness: number;
@@ -237,7 +239,7 @@ export function renderReport(r: Report, plots: string[]): string {
     const n1 = memAt(r, cs[0]!, 'none');
     const nMax = memAt(r, cs[cs.length - 1]!, 'none');
     L.push(
-      `In absolute terms meshext's own baseline dominates: ${fmt1(n1)} MiB with no extension at --concurrency ${cs[0]} (Envoy + Lua: ${ENVOY_PUBLISHED[cs[0]!]?.lua ?? 'n/a'} MiB) and ${fmt1(nMax)} MiB at ${cs[cs.length - 1]}, about ${fmt1(perWorker(r, 'none'))} MiB per worker thread (each worker is a Node worker_thread with its own V8 isolate and heap). The extensions themselves add little on top of that, which is what the Wasm/Lua and per-worker targets measure.`,
+      `In absolute terms meshext's own baseline dominates: ${fmt1(n1)} MiB with no extension at --concurrency ${cs[0]} (Envoy + Lua: ${ENVOY_PUBLISHED[cs[0]!]?.lua ?? 'n/a'} MiB) and ${fmt1(nMax)} MiB at ${cs[cs.length - 1]}, about ${fmt1(perWorker(r, 'none'))} MiB per worker thread (each worker is a Node worker_thread with its own V8 isolate and heap${r.bareWorkerMiB !== undefined && Number.isFinite(r.bareWorkerMiB) ? `; an idle worker_thread with no code at all costs ${fmt1(r.bareWorkerMiB)} MiB here, measured in this run` : ''}). The extensions themselves add little on top of that, which is what the Wasm/Lua and per-worker targets measure.`,
       '',
     );
     const bad = r.memory.filter((p) => p.status !== 'ok');
