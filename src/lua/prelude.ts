@@ -781,8 +781,9 @@ local function release(d)
   d.u = false
   give(FHD, d)
 end
--- pf: true when JS prefetched (LuaJIT): then p1..p4 are the values of PFK[dir]'s keys and m1, m2
--- the tables of PFN[dir]'s namespaces (nil absent, false not prefetched).
+-- pf: when JS prefetched (LuaJIT), the sizes of its lists (keys * 8 + namespaces), which must be
+-- those of PFK[dir] and PFN[dir]; then p1..p4 are the values of PFK[dir]'s keys and m1, m2 the
+-- tables of PFN[dir]'s namespaces (nil absent, false not prefetched).
 local WQ = q ~= nil
 function __meshext_entry(dir, cid, seg, reap, pf, p1, p2, p3, p4, m1, m2)
   if reap ~= 0 then
@@ -793,7 +794,7 @@ function __meshext_entry(dir, cid, seg, reap, pf, p1, p2, p3, p4, m1, m2)
     end
   end
   local d = take(FHD)
-  pf = pf == true
+  pf = pf == #PFK[dir] * 8 + #PFN[dir] -- see LuaScript.prefetch (nil: nothing prefetched)
   if d then
     d.__index, d.cid, d.seg, d.dir, d.h = HD, cid, seg, dir, d
   else

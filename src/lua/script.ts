@@ -361,7 +361,11 @@ export class LuaScript {
     const dv = this.#dv!;
     const end = io.length;
     let o = this.#ioQueue;
-    io[o++] = 3; // true: prefetched
+    // the marker: how many keys and namespaces JS has learned, which the prelude checks against
+    // its own lists (equal unless the two sides ever learned differently: then no prefetch)
+    io[o] = 2;
+    dv.setFloat64(o + 1, keys.length * 8 + nss.length, true);
+    o += 9;
     const m = d.headers;
     for (let i = 0; i < PF_KEYS; i++) {
       const k = keys[i];
@@ -531,6 +535,8 @@ export class LuaScript {
       hget: (cid, seg, w, key) => {
         const d = ctx(cid, seg);
         if (!d) return DEAD;
+        // learned here, before anything can fail: the prelude learns on every answer but false
+        if (w === 0 && io !== undefined) this.#learnKey(d.dir, key as string);
         const m = headerMap(d, w);
         if (!m) return undefined;
         const k = (key as string).toLowerCase();
@@ -539,7 +545,6 @@ export class LuaScript {
         for (let i = 0; i < names.length; i++) {
           if (names[i] === k) out = out === undefined ? m.values[i]! : `${out},${m.values[i]!}`;
         }
-        if (w === 0 && io !== undefined) this.#learnKey(d.dir, key as string);
         return out;
       },
       hidx: (cid, seg, w, key, idx) => {
@@ -649,8 +654,9 @@ export class LuaScript {
         const d = ctx(cid, seg);
         if (!d) return DEAD;
         const m = d.filter.callbacks.streamInfo.dynamicMetadata.get(jsText(ns as string));
+        const out = m === undefined ? undefined : fromStruct(m);
         if (io !== undefined) this.#learnNs(d.dir, ns as string);
-        return m === undefined ? undefined : fromStruct(m);
+        return out;
       },
       dmset: (cid, seg, ns, key, value) => {
         const d = ctx(cid, seg);
