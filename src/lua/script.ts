@@ -333,7 +333,10 @@ export class LuaScript {
     return cid;
   }
 
-  /** hget of the stream's own headers succeeded: learn the key as the prelude does (same order). */
+  /**
+   * hget of the stream's own headers from a live hook: learn the key as the prelude does when the
+   * call returns anything but false (same events, so the same order; LuaScript.prefetch checks).
+   */
   #learnKey(dir: 0 | 1, key: string): void {
     const l = this.#pfKeys[dir];
     if (l.length >= PF_KEYS || l.includes(key)) return;
