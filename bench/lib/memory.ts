@@ -8,7 +8,6 @@
  */
 import http from 'node:http';
 import { PORTS, startMeshext, type ExtKind, type Running } from './contenders.ts';
-import { workerResourceLimits } from '../../src/proxy/worker-limits.ts';
 import { NODE } from './paths.ts';
 import { runCapture, sleep, treeRssKiB } from './proc.ts';
 
@@ -111,8 +110,8 @@ export function medianPoint(points: MemoryPoint[]): MemoryPoint {
 }
 
 /**
- * What one Node worker_thread costs with no code in it (an isolate, its heap, a libuv loop),
- * with the data plane's heap limits: the floor under meshext's per-worker figure. RSS of a process
+ * What one Node worker_thread costs with no code in it (an isolate, its heap, a libuv loop):
+ * the floor under meshext's per-worker figure. RSS of a process
  * holding 1 and then 16 idle workers, fresh processes, median of `reps`; returns MiB per worker.
  */
 export async function bareWorkerMiB(reps: number): Promise<number> {
@@ -121,7 +120,7 @@ export async function bareWorkerMiB(reps: number): Promise<number> {
     const { readFileSync } = require('node:fs');
     (async () => {
       for (let i = 0; i < Number(process.argv[1]); i++) {
-        const w = new Worker('require("node:worker_threads").parentPort.postMessage(1); setInterval(() => {}, 1000);', { eval: true, resourceLimits: ${JSON.stringify(workerResourceLimits())} });
+        const w = new Worker('require("node:worker_threads").parentPort.postMessage(1); setInterval(() => {}, 1000);', { eval: true });
         await new Promise((r) => w.once('message', r));
       }
       await new Promise((r) => setTimeout(r, 1000));

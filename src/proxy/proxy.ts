@@ -15,7 +15,6 @@ import { logger } from '../observability/log.ts';
 import { mergeSnapshots, type StatsSnapshot } from '../observability/stats.ts';
 import { DataPlane, type ApplyResult } from './data-plane.ts';
 import { workerEntry } from './stripped-sources.ts';
-import { workerResourceLimits } from './worker-limits.ts';
 import type { WorkerReply, WorkerRequest } from './worker.ts';
 // Proxy-Wasm shared data/queues are process-wide: workers attach to this thread's store.
 import { sharedState } from '../wasm/shared.ts';
@@ -206,7 +205,7 @@ export class Proxy implements AdminSource {
         Array.from({ length: workers }, (_, workerId) => {
           // wasmShared carries the worker's MessagePort to this thread's Wasm compile service.
           const wasmShared = sharedState.workerHandle();
-          const w = new Worker(workerEntry(), { workerData: { bootstrap, workerId, wasmShared }, transferList: [wasmShared.link], resourceLimits: workerResourceLimits() });
+          const w = new Worker(workerEntry(), { workerData: { bootstrap, workerId, wasmShared }, transferList: [wasmShared.link] });
           return new Promise<WorkerPlane>((resolve, reject) => {
             const onMsg = (msg: { type?: string; ports?: Record<string, number>; error?: string }) => {
               if (msg.type === 'started') {
