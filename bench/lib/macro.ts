@@ -261,7 +261,10 @@ export async function runGroup(members: GroupMember[], o: MacroOptions, rateFor:
       if (l) live.push(l);
       else o.log(`    ${cell.status}: ${cell.note}`);
     }
-    for (let n = 1; n <= o.runs; n++) for (const m of live) await measure(m, o, n);
+    // meshext's cells go back to back in each turn (then the peers): an extension's cost is read
+    // turn by turn against the baseline run seconds before it, not half a minute before.
+    const turn = [...live.filter((m) => m.cell.spec.proxy === 'meshext'), ...live.filter((m) => m.cell.spec.proxy !== 'meshext')];
+    for (let n = 1; n <= o.runs; n++) for (const m of turn) await measure(m, o, n);
     // A cell with busy runs gets extra runs (its own: the others' medians are already clean).
     for (const m of live) {
       for (let extra = 0; extra < o.maxExtraRuns && m.cell.runs.filter((s) => !s.flagged).length < o.runs; extra++) await measure(m, o, o.runs + extra + 1);

@@ -10,7 +10,7 @@ import { BUSY_THRESHOLD_CORES, type BusyReport, type MachineInfo } from './machi
 import { ENVOY_PUBLISHED, type MemoryPoint, type MemVariant } from './memory.ts';
 import type { MicroResult } from './micro-runner.ts';
 import type { ProfileResult } from './profile.ts';
-import { fmt1, fmt2, fmtInt, fmtUs, pct } from './stats.ts';
+import { fmt1, fmt2, fmtInt, fmtUs, median, pct } from './stats.ts';
 
 export interface Report {
   quick: boolean;
@@ -50,6 +50,29 @@ function ownBaseline(r: Report, c: CellResult): CellResult | undefined {
   return find(r, c.scenario, c.spec.proxy) ?? find(r, base, c.spec.proxy);
 }
 
+/**
+ * An extension's cost against its baseline, paired turn by turn: run i of both cells was measured
+ * in the same turn of their interleaved group (meshext's cells back to back), so the ratio of the
+ * two runs cancels the VM's drift between turns, which a ratio of the two medians does not. The
+ * median over the turns is reported; runs flagged busy are left out.
+ */
+export function pairedCost(c: CellResult, base: CellResult): { rps: number; cpu: number; cpuUs: number } {
+  const rps: number[] = [];
+  const cpu: number[] = [];
+  const cpuUs: number[] = [];
+  const n = Math.min(c.runs.length, base.runs.length);
+  for (let i = 0; i < n; i++) {
+    const a = c.runs[i]!;
+    const b = base.runs[i]!;
+    if (a.flagged || b.flagged || !(b.rps > 0) || !(b.cpuUsPerReq > 0)) continue;
+    rps.push(1 - a.rps / b.rps);
+    cpu.push(a.cpuUsPerReq / b.cpuUsPerReq - 1);
+    cpuUs.push(a.cpuUsPerReq - b.cpuUsPerReq);
+  }
+  if (rps.length === 0) return { rps: 1 - c.rps / base.rps, cpu: c.cpuUsPerReq / base.cpuUsPerReq - 1, cpuUs: c.cpuUsPerReq - base.cpuUsPerReq };
+  return { rps: median(rps), cpu: median(cpu), cpuUs: median(cpuUs) };
+}
+
 /** The nginx peer of a cell: nginx in the same scenario with the same kind of extension, else nginx passthrough. */
 function nginxPeer(r: Report, c: CellResult): CellResult | undefined {
   const kind = c.spec.ext === 'none' ? 'none' : c.spec.ext.replace('wasm', 'lua');
@@ -87,10 +110,13 @@ function targets(r: Report): string[] {
   const mx = find(r, 'passthrough', 'meshext');
   const ng = find(r, 'passthrough', 'nginx');
   const hp = find(r, 'passthrough', 'haproxy');
-  const cost = (c: CellResult | undefined, base: CellResult | undefined) => (ok(c) && ok(base) ? 1 - c.rps / base.rps : NaN);
+  const cost = (c: CellResult | undefined, base: CellResult | undefined) => (ok(c) && ok(base) ? pairedCost(c, base).rps : NaN);
   // CPU per request is steadier than req/s on a shared machine: give the cost both ways.
-  const cpuCost = (c: CellResult, base: CellResult | undefined) =>
-    ok(base) ? `${fmt1(c.cpuUsPerReq)} vs ${fmt1(base.cpuUsPerReq)} µs/req (**${c.cpuUsPerReq >= base.cpuUsPerReq ? '+' : ''}${pct(c.cpuUsPerReq / base.cpuUsPerReq - 1)}**)` : 'n/a';
+  const cpuCost = (c: CellResult, base: CellResult | undefined) => {
+    if (!ok(base)) return 'n/a';
+    const k = pairedCost(c, base);
+    return `${fmt1(c.cpuUsPerReq)} vs ${fmt1(base.cpuUsPerReq)} µs/req (turn by turn **${k.cpu >= 0 ? '+' : ''}${pct(k.cpu)}**, ${k.cpuUs >= 0 ? '+' : ''}${fmt1(k.cpuUs)} µs)`;
+  };
   const row = (t: string, measured: string, met: boolean | undefined, cells: Array<CellResult | undefined> = []) =>
     L.push(`| ${t} | ${measured} | ${yes(met)}${met !== undefined && allBusy(cells) ? ' (inconclusive: every run of a cell was on a busy machine)' : ''} |`);
   L.push('| target (issue 6) | measured in this run | |', '|---|---|---|');
@@ -150,7 +176,8 @@ function cellTable(r: Report, cells: CellResult[], h2: boolean): string[] {
     }
     const peer = nginxPeer(r, c);
     const base = ownBaseline(r, c);
-    const costStr = ok(base) ? `${pct(1 - c.rps / base.rps)} req/s, +${fmt1(c.cpuUsPerReq - base.cpuUsPerReq)} µs` : '';
+    const k = ok(base) ? pairedCost(c, base) : undefined;
+    const costStr = k ? `${pct(k.rps)} req/s, ${k.cpuUs >= 0 ? '+' : ''}${fmt1(k.cpuUs)} µs` : '';
     const peerOk = ok(peer) && peer !== c;
     L.push(
       `| ${label(c.spec)}${c.luaEngine ? ` (${c.luaEngine})` : ''} | ${fmtInt(c.rps)} | ±${pct(c.rpsSpread / 2)} | ${peerOk ? ratio(c.rps, peer.rps) : '—'} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.cpuUsPerReq)} | ${c.spec.proxy === 'direct' ? '' : `±${pct(c.cpuSpread / 2)}`} | ${peerOk && c.spec.proxy !== 'direct' ? ratio(c.cpuUsPerReq, peer.cpuUsPerReq) : '—'} | ${c.spec.proxy === 'direct' ? '—' : pct(c.proxyCore)} | ${costStr} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.rssMiB)} | ${c.runs.length} (${c.busyRuns}) |${h2 ? ` ${fmtUs(c.h2MeanUs ?? NaN)} |` : ''}`,
@@ -189,7 +216,7 @@ export function renderReport(r: Report, plots: string[]): string {
   const byScenario = new Map<string, CellResult[]>();
   for (const c of r.cells) byScenario.set(c.scenario, [...(byScenario.get(c.scenario) ?? []), c]);
   if (r.cells.length) {
-    L.push('## Throughput and CPU per request', '', '"vs nginx" compares with nginx running the same kind of logic in the same scenario (nginx passthrough for passthrough rows, nginx + Lua for extension rows); "cost vs own passthrough" compares each extension row with the same proxy without extensions.', '');
+    L.push('## Throughput and CPU per request', '', '"vs nginx" compares with nginx running the same kind of logic in the same scenario (nginx passthrough for passthrough rows, nginx + Lua for extension rows); "cost vs own passthrough" compares each extension row with the same proxy without extensions, turn by turn: the median over the turns of the run-by-run ratio (req/s) and difference (CPU µs) against the baseline run of the same turn.', '');
     for (const sc of r.scenarios) {
       const cells = byScenario.get(sc.id);
       if (!cells) continue;
