@@ -204,7 +204,7 @@ export const bootstrapJsonSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        engine: { type: 'string', enum: ['auto', 'luajit', 'wasm'] },
+        engine: { type: 'string', enum: ['auto', 'compiled', 'luajit', 'wasm'] },
         memoryLimitBytes: { type: 'integer', minimum: 65536 },
         instructionBudget: { type: 'integer', minimum: 1000 },
         failClosed: { type: 'boolean' },

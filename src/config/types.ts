@@ -155,7 +155,7 @@ export interface BootstrapConfig {
   /** Drain timeout on SIGTERM (ms). */
   drainTimeoutMs: number;
   /** Engine options for extensions. */
-  lua: { engine: 'auto' | 'luajit' | 'wasm'; memoryLimitBytes: number; instructionBudget: number; failClosed: boolean; allowUnsafeLibs: boolean };
+  lua: { engine: 'auto' | 'compiled' | 'luajit' | 'wasm'; memoryLimitBytes: number; instructionBudget: number; failClosed: boolean; allowUnsafeLibs: boolean };
   wasm: { memoryLimitBytes: number; cpuBudgetMs: number; cacheDir: string; insecureRegistries: string[]; allowLoopbackFetch: boolean };
 }
 

@@ -119,7 +119,7 @@ export interface LuaState {
 }
 
 export interface LuaEngine {
-  readonly name: 'luajit' | 'wasmoon';
+  readonly name: 'luajit' | 'wasmoon' | 'compiled';
   /** What `_VERSION` reports, for docs and describe(). */
   readonly version: string;
   /** Engine-specific Lua compat code run before the Envoy prelude (dialect shims). */

@@ -6,7 +6,7 @@ import { logger } from '../observability/log.ts';
 import type { LuaEngine } from './engine.ts';
 import { createLuajitEngine, luajitUnavailableReason } from './luajit-engine.ts';
 
-export type EngineChoice = 'auto' | 'luajit' | 'wasm' | 'wasmoon';
+export type EngineChoice = 'auto' | 'compiled' | 'luajit' | 'wasm' | 'wasmoon';
 
 let wasmoon: Promise<LuaEngine> | undefined;
 let reported = false;

@@ -14,6 +14,9 @@ import {
   type LoadedExtension,
   type WorkerServices,
 } from '../proxy/extension-runtime.ts';
+import { compiledEngine } from './compiled-engine.ts';
+import { compileLua } from './compiler.ts';
+import type { LuaEngine } from './engine.ts';
 import { selectEngine, type EngineChoice } from './engines.ts';
 import { LuaScript, type LuaFilterStats } from './script.ts';
 
@@ -43,9 +46,19 @@ export const luaRuntime: ExtensionRuntime = {
       ]);
     if (typeof code !== 'string' || code.length === 0) throw issue('inlineCode is required');
     const o = { ...DEFAULT_LUA_OPTIONS, ...(services.bootstrap.lua ?? {}) };
-    let engine;
+    let engine: LuaEngine | undefined;
+    // 'auto' runs a script inside the compiled subset as JavaScript (no Lua engine crossing), any
+    // other on LuaJIT; 'compiled' insists on the subset, 'luajit' and 'wasm' never compile.
+    let notCompiled: string | undefined;
+    if (o.engine === 'auto' || o.engine === 'compiled') {
+      const c = compileLua(code);
+      if (c.ok) engine = compiledEngine;
+      else if (o.engine === 'compiled') {
+        throw issue(`lua engine 'compiled' was requested but the script is outside the compiled subset: ${c.reason} (script line ${c.line}); use engine 'auto' to run it on LuaJIT`);
+      } else notCompiled = `${c.reason} (script line ${c.line})`;
+    }
     try {
-      engine = await selectEngine(o.engine as EngineChoice);
+      engine ??= await selectEngine(o.engine as EngineChoice);
     } catch (e) {
       throw issue((e as Error).message);
     }
@@ -87,6 +100,7 @@ export const luaRuntime: ExtensionRuntime = {
         kind: 'lua',
         engine: engine.name,
         luaVersion: engine.version,
+        ...(notCompiled !== undefined ? { notCompiledBecause: notCompiled } : {}),
         hooks: { request: script.hasHook(0), response: script.hasHook(1) },
         memoryBytes: script.state.memoryUsed(),
         failClosed: o.failClosed,

@@ -22,6 +22,7 @@ import {
   type LuaState,
   type LuaValue,
 } from './engine.ts';
+import { isCompiledState } from './compiled-engine.ts';
 import { Direction, LuaHttpFilter, luaArray } from './filter.ts';
 import { COMPAT_LUAJIT, PRELUDE, SANDBOX } from './prelude.ts';
 
@@ -244,6 +245,13 @@ export class LuaScript {
     this.#io = io ? Buffer.from(io.buffer, io.byteOffset, io.byteLength) : undefined;
     this.#dv = io ? new DataView(io.buffer, io.byteOffset, io.byteLength) : undefined;
     this.#ioQueue = state.ioQueueBytes ?? 0;
+    if (isCompiledState(state)) {
+      // the compiled tier: no prelude or sandbox to run, the hooks call the host table directly
+      state.setHostTable('__meshext_host', this.#hostTable());
+      this.hooks = state.loadScript(code);
+      this.#logMissingHooks();
+      return;
+    }
     try {
       state.setHostTable('__meshext_host', this.#hostTable());
       if (engine.compatPrelude) state.exec(engine.compatPrelude, '=meshext.compat', 0, true);
@@ -267,6 +275,10 @@ export class LuaScript {
       state.close();
       throw e;
     }
+    this.#logMissingHooks();
+  }
+
+  #logMissingHooks(): void {
     if (!(this.hooks & 1)) this.log.info('envoy_on_request() function not found. Lua filter will not hook requests.');
     if (!(this.hooks & 2)) this.log.info('envoy_on_response() function not found. Lua filter will not hook responses.');
   }
