@@ -41,7 +41,7 @@ const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
 const log = (s: string) => console.log(`[${elapsed()}] ${s}`);
 
-const c = (proxy: ContenderSpec['proxy'], ext: ContenderSpec['ext'] = 'none', stack = 1): ContenderSpec => ({ proxy, ext, stack });
+const c = (proxy: ContenderSpec['proxy'], ext: ContenderSpec['ext'] = 'none', stack = 1, luaEngine?: ContenderSpec['luaEngine']): ContenderSpec => ({ proxy, ext, stack, ...(luaEngine ? { luaEngine } : {}) });
 
 const parityHeader = (s: ContenderSpec): [string, string] | undefined => (s.ext.endsWith('parity') ? ['x-parity', 'odd'] : undefined);
 const bodyHeader = (s: ContenderSpec): [string, string] | undefined => (s.ext.endsWith('body') ? ['x-body-bytes', String(1 << 20)] : undefined);
@@ -52,15 +52,17 @@ function scenarios(): Scenario[] {
   // Scenarios of one group run interleaved (bench/lib/macro.ts runGroup), so the ratios inside a
   // group (meshext vs nginx, an extension vs meshext's own passthrough) compare runs made minutes
   // apart at most, turn by turn. Each stack scenario carries its own meshext baseline for that reason.
+  // meshext's Lua rows come twice: the default engine ('auto': the compiled tier when the script is
+  // eligible, else LuaJIT; the row names the engine used) and `lua.engine: luajit` forced beside it.
   const all: Scenario[] = [
     { id: 'passthrough', title: 'Passthrough', group: 'parity', ...h1, contenders: [c('meshext'), c('direct'), c('nginx'), c('haproxy'), c('node-net')] },
-    { id: 'lua-parity', title: 'Parity logic in Lua', group: 'parity', ...h1, contenders: [c('nginx', 'lua-parity'), c('haproxy', 'lua-parity'), c('meshext', 'lua-parity')] },
+    { id: 'lua-parity', title: 'Parity logic in Lua', group: 'parity', ...h1, contenders: [c('nginx', 'lua-parity'), c('haproxy', 'lua-parity'), c('meshext', 'lua-parity'), c('meshext', 'lua-parity', 1, 'luajit')] },
     { id: 'wasm-parity', title: 'Parity logic as a Wasm plugin', group: 'parity', ...h1, contenders: [c('meshext', 'wasm-parity')] },
     ...stacks.map((n) => ({
       id: `stack-${n}`,
       title: `${n} parity extensions stacked`,
       ...h1,
-      contenders: [c('meshext'), c('nginx', 'lua-parity', n), c('haproxy', 'lua-parity', n), c('meshext', 'lua-parity', n), c('meshext', 'wasm-parity', n)],
+      contenders: [c('meshext'), c('nginx', 'lua-parity', n), c('haproxy', 'lua-parity', n), c('meshext', 'lua-parity', n), c('meshext', 'lua-parity', n, 'luajit'), c('meshext', 'wasm-parity', n)],
     })),
     {
       id: 'upload-1mib',

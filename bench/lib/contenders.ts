@@ -8,6 +8,7 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { BootstrapConfig } from '../../src/config/types.ts';
 import { FORWARDER, MESHEXT, NODE } from './paths.ts';
 import { startPinned, stop, waitPort, type Started } from './proc.ts';
 
@@ -39,12 +40,16 @@ export const UPSTREAM_BODY = 'hello from the bench upstream\n';
 /** node-net: a bare node:net byte forwarder (bench/lib/node-forwarder.ts), the floor of Node's I/O. */
 export type Proxy = 'direct' | 'nginx' | 'haproxy' | 'meshext' | 'node-net';
 export type ExtKind = 'none' | 'lua-parity' | 'wasm-parity' | 'lua-body' | 'wasm-body' | 'lua-coinflip' | 'wasm-coinflip';
+/** meshext's bootstrap `lua.engine`. */
+export type LuaEngineSetting = BootstrapConfig['lua']['engine'];
 
 export interface ContenderSpec {
   proxy: Proxy;
   ext: ExtKind;
   /** How many copies of the extension are chained (1 for a single extension). */
   stack: number;
+  /** meshext only: the bootstrap's `lua.engine`, forced; absent = meshext's default ('auto'). */
+  luaEngine?: LuaEngineSetting;
 }
 
 export interface Running {
@@ -60,12 +65,22 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-export function label(s: ContenderSpec): string {
+/**
+ * A contender's name. `engine` is the Lua engine the proxy reported using (meshext's /config_dump),
+ * shown after the name, e.g. "meshext+Lua (luajit)"; without it, a forced `lua.engine` is shown.
+ */
+export function label(s: ContenderSpec, engine?: string): string {
   if (s.proxy === 'direct') return 'direct (no proxy)';
   if (s.proxy === 'node-net') return 'Node byte forwarder (no HTTP)';
   const ext = s.ext === 'none' ? '' : s.ext.startsWith('lua') ? '+Lua' : '+Wasm';
   const stack = s.stack > 1 ? ` x${s.stack}` : '';
-  return `${s.proxy}${ext}${stack}`;
+  const eng = engine ?? s.luaEngine;
+  return `${s.proxy}${ext}${stack}${eng ? ` (${eng})` : ''}`;
+}
+
+/** A contender's name in file names and work dirs: unique within a scenario. */
+export function specTag(s: ContenderSpec): string {
+  return `${s.ext}-${s.stack}${s.luaEngine ? `-${s.luaEngine}` : ''}`;
 }
 
 // ---------------------------------------------------------------- upstream
@@ -361,6 +376,11 @@ export interface MeshextOptions {
   cpus?: string;
 }
 
+/** The bootstrap's `lua:` section when a spec forces an engine (none otherwise: meshext's default). */
+function luaSection(spec: ContenderSpec): string {
+  return spec.luaEngine ? `lua: {engine: ${spec.luaEngine}}\n` : '';
+}
+
 export async function startMeshext(spec: ContenderSpec, work: string, o: MeshextOptions): Promise<Running> {
   const dir = join(work, `meshext-${o.tag}`);
   rmSync(dir, { recursive: true, force: true });
@@ -386,7 +406,7 @@ routeConfigs:
       ${route}
 clusters:
 - {name: up, endpoints: ["127.0.0.1:${PORTS.upstream}"], maxConnections: 4096}
-`,
+${luaSection(spec)}`,
   );
   if (spec.ext !== 'none') writeFileSync(join(dir, 'ext', 'extensions.yaml'), extensionYaml(spec.ext, spec.stack, o.wasmPaths));
   const args = [...(o.nodeArgs ?? []), MESHEXT, 'run', '-c', join(dir, 'bootstrap.yaml'), '-e', join(dir, 'ext'), '--concurrency', String(o.concurrency), '-l', 'warn'];
@@ -431,6 +451,6 @@ export async function startContender(spec: ContenderSpec, work: string, wasmPath
     case 'node-net':
       return startNodeForwarder(spec, work, slot);
     case 'meshext':
-      return startMeshext(spec, work, { port: slotPort(PORTS.meshext, slot), adminPort: slotPort(PORTS.meshextAdmin, slot), concurrency: 1, wasmPaths, tag: `${spec.ext}-${spec.stack}`, nodeArgs });
+      return startMeshext(spec, work, { port: slotPort(PORTS.meshext, slot), adminPort: slotPort(PORTS.meshextAdmin, slot), concurrency: 1, wasmPaths, tag: specTag(spec), nodeArgs });
   }
 }

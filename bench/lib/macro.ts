@@ -5,7 +5,7 @@
  * moderate rate, RSS, stop. Cells of a group run interleaved (see runGroup).
  */
 import { readFileSync } from 'node:fs';
-import { CORES, label, meshextLog, startContender, type ContenderSpec, type Running } from './contenders.ts';
+import { CORES, label, meshextLog, specTag, startContender, type ContenderSpec, type Running } from './contenders.ts';
 import { runH2load, runWrk, type WrkResult } from './load.ts';
 import { BusyWindow, isBusy, waitQuiet, type BusyReport, type QuietBudget } from './machine.ts';
 import { CLK_TCK, sleep, treeRssKiB, treeTicks, type Started } from './proc.ts';
@@ -57,7 +57,7 @@ export interface CellResult {
   latency?: { rate: number; achieved: number; p50us: number; p99us: number; p999us: number; errors: number; flagged: boolean };
   /** HTTP/2: h2load's mean request time under full load. */
   h2MeanUs?: number;
-  /** meshext's Lua engine for Lua cells (luajit or wasmoon), from /config_dump. */
+  /** The Lua engine meshext used for Lua cells (e.g. luajit, wasmoon), from /config_dump. */
   luaEngine?: string;
 }
 
@@ -99,14 +99,33 @@ async function probe(r: Running, sc: Scenario): Promise<{ ok: boolean; detail: s
   }
 }
 
-/** The Lua engine meshext picked ('auto' = LuaJIT when its addon is built, else wasmoon). */
+/**
+ * The Lua engine meshext used, from the extension descriptions in /config_dump (objects with
+ * `kind: 'lua'` and an `engine`, src/lua/runtime.ts describe()); engines joined with '+' when the
+ * stacked extensions ran on different ones.
+ */
 export async function luaEngineOf(adminPort: number): Promise<string | undefined> {
+  let text: string;
   try {
-    const text = await (await fetch(`http://127.0.0.1:${adminPort}/config_dump`, { signal: AbortSignal.timeout(5000) })).text();
-    return /"engine"\s*:\s*"([^"]+)"/.exec(text)?.[1];
+    text = await (await fetch(`http://127.0.0.1:${adminPort}/config_dump`, { signal: AbortSignal.timeout(5000) })).text();
   } catch {
     return undefined;
   }
+  const found = new Set<string>();
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) for (const x of v) walk(x);
+    else if (typeof v === 'object' && v !== null) {
+      const o = v as Record<string, unknown>;
+      if (o.kind === 'lua' && typeof o.engine === 'string') found.add(o.engine);
+      for (const x of Object.values(o)) walk(x);
+    }
+  };
+  try {
+    walk(JSON.parse(text));
+  } catch {
+    return undefined;
+  }
+  return found.size ? [...found].join('+') : undefined;
 }
 
 function lastLogLines(path: string, n: number): string {
@@ -179,15 +198,18 @@ async function prepare(sc: Scenario, spec: ContenderSpec, slot: number, o: Macro
   }
   try {
     const p = await probe(r, sc);
-    if (spec.proxy === 'meshext' && spec.ext.startsWith('lua') && r.adminPort) cell.luaEngine = await luaEngineOf(r.adminPort);
+    if (spec.proxy === 'meshext' && spec.ext.startsWith('lua') && r.adminPort) {
+      cell.luaEngine = await luaEngineOf(r.adminPort);
+      cell.label = label(spec, cell.luaEngine);
+    }
     if (!p.ok) {
-      const logTail = spec.proxy === 'meshext' ? lastLogLines(meshextLog(o.work, `${spec.ext}-${spec.stack}`), 2) : '';
+      const logTail = spec.proxy === 'meshext' ? lastLogLines(meshextLog(o.work, specTag(spec)), 2) : '';
       cell.status = spec.ext.startsWith('wasm') ? 'unavailable' : 'failed';
       cell.note = `check request failed: ${p.detail}${logTail ? ` — log: ${logTail}` : ''}`;
       await r.stop();
       return { cell };
     }
-    const tag = `${sc.id}-${spec.proxy}-${spec.ext}-${spec.stack}`;
+    const tag = `${sc.id}-${spec.proxy}-${specTag(spec)}`;
     await loadOnce(sc, r, o.warmSeconds, tag, o.work);
     return { cell, live: { sc, cell, r, tag, pids: [o.upstream.pid, ...(r.proc ? [r.proc.pid] : [])] } };
   } catch (e) {
@@ -220,7 +242,7 @@ async function measure(m: Live, o: MacroOptions, n: number): Promise<RunSample> 
     flagged: isBusy(busy),
   };
   m.cell.runs.push(sample);
-  o.log(`    ${label(m.cell.spec)} run ${n}: ${Math.round(sample.rps)} req/s, ${sample.cpuUsPerReq.toFixed(1)} µs/req, proxy ${(sample.proxyCore * 100).toFixed(0)}% core, foreign ${busy.foreignCores.toFixed(2)} cores${sample.flagged ? ' [BUSY]' : ''}${sample.errors ? ` errors=${sample.errors}` : ''}`);
+  o.log(`    ${m.cell.label} run ${n}: ${Math.round(sample.rps)} req/s, ${sample.cpuUsPerReq.toFixed(1)} µs/req, proxy ${(sample.proxyCore * 100).toFixed(0)}% core, foreign ${busy.foreignCores.toFixed(2)} cores${sample.flagged ? ' [BUSY]' : ''}${sample.errors ? ` errors=${sample.errors}` : ''}`);
   return sample;
 }
 
@@ -258,6 +280,7 @@ export async function runGroup(members: GroupMember[], o: MacroOptions, rateFor:
       o.log(`${sc.id}: ${label(spec)} (start, check, ${o.warmSeconds} s warm-up)`);
       const { cell, live: l } = await prepare(sc, spec, i, o);
       cells.push(cell);
+      if (cell.luaEngine) o.log(`    Lua engine in use: ${cell.luaEngine}`);
       if (l) live.push(l);
       else o.log(`    ${cell.status}: ${cell.note}`);
     }
@@ -280,7 +303,7 @@ export async function runGroup(members: GroupMember[], o: MacroOptions, rateFor:
         const lat = await loadOnce(sc, r, o.latencySeconds, `${m.tag}-lat`, o.work, rate);
         const busy = w.end();
         cell.latency = { rate, achieved: lat.rps, p50us: lat.p50us, p99us: lat.p99us, p999us: lat.p999us, errors: lat.errors + lat.nonOk, flagged: isBusy(busy) };
-        o.log(`    ${label(cell.spec)}: latency at ${Math.round(rate)} req/s (achieved ${Math.round(lat.rps)}): p50 ${lat.p50us} µs, p99 ${lat.p99us} µs, p99.9 ${lat.p999us} µs${isBusy(busy) ? ' [BUSY]' : ''}`);
+        o.log(`    ${cell.label}: latency at ${Math.round(rate)} req/s (achieved ${Math.round(lat.rps)}): p50 ${lat.p50us} µs, p99 ${lat.p99us} µs, p99.9 ${lat.p999us} µs${isBusy(busy) ? ' [BUSY]' : ''}`);
       }
       if (sc.protocol === 'h2') {
         // The last run's mean request time (h2load reports no percentiles).

@@ -177,7 +177,7 @@ function toPng(svg: string, dir: string, name: string): string {
 }
 
 function cellLabel(c: CellResult, scenarioTitle: Map<string, string>): string {
-  return `${scenarioTitle.get(c.scenario) ?? c.scenario}: ${specLabel(c.spec)}`;
+  return `${scenarioTitle.get(c.scenario) ?? c.scenario}: ${specLabel(c.spec, c.luaEngine)}`;
 }
 
 export async function writePlots(r: Report, dir: string): Promise<string[]> {

@@ -4,7 +4,7 @@
  * run (nginx, HAProxy, meshext's own passthrough or no-extension baseline); the Envoy memory
  * figures are published ones and say so.
  */
-import { label } from './contenders.ts';
+import { label, type LuaEngineSetting } from './contenders.ts';
 import type { CellResult } from './macro.ts';
 import { BUSY_THRESHOLD_CORES, type BusyReport, type MachineInfo } from './machine.ts';
 import { ENVOY_PUBLISHED, type MemoryPoint, type MemVariant } from './memory.ts';
@@ -35,9 +35,13 @@ export interface Report {
 const ok = (c: CellResult | undefined): c is CellResult => c !== undefined && c.status === 'ok';
 const statusText = (c: CellResult | undefined): string => (c === undefined ? 'not run' : c.status === 'unavailable' ? `not available yet: ${c.note ?? ''}` : `${c.status}: ${c.note ?? ''}`);
 
-function find(r: Report, scenario: string, proxy: string, ext = 'none', stack = 1): CellResult | undefined {
-  return r.cells.find((c) => c.scenario === scenario && c.spec.proxy === proxy && c.spec.ext === ext && c.spec.stack === stack);
+/** A cell by scenario and spec; `luaEngine` undefined = the proxy's default Lua engine (not forced). */
+function find(r: Report, scenario: string, proxy: string, ext = 'none', stack = 1, luaEngine?: LuaEngineSetting): CellResult | undefined {
+  return r.cells.find((c) => c.scenario === scenario && c.spec.proxy === proxy && c.spec.ext === ext && c.spec.stack === stack && c.spec.luaEngine === luaEngine);
 }
+
+/** A cell's name with the Lua engine the proxy reported using. */
+const cellName = (c: CellResult) => label(c.spec, c.luaEngine);
 
 /**
  * The cell a contender's extension cost is measured against: same proxy, no extension, same load;
@@ -131,16 +135,26 @@ function targets(r: Report): string[] {
     // Context, not a target: what Node's I/O alone costs on this machine, and meshext above it.
     L.push(`| (context, same run) Node byte forwarder: node:net, no HTTP, CPU per request | ${fmt1(fw.cpuUsPerReq)} µs = ${(fw.cpuUsPerReq / ng.cpuUsPerReq).toFixed(2)}x nginx; meshext costs ${fmt1(mx.cpuUsPerReq - fw.cpuUsPerReq)} µs above it | |`);
   }
+  const engineNote = (c: CellResult) => (c.luaEngine ? ` (engine: ${c.luaEngine})` : '');
+  // The Lua targets are read on meshext's default engine; the same script with `lua.engine: luajit`
+  // forced, measured in the same turns, follows as context.
+  const forcedLuajit = (scenario: string, stack: number, base: CellResult | undefined) => {
+    const f = find(r, scenario, 'meshext', 'lua-parity', stack, 'luajit');
+    if (!f) return;
+    L.push(`| (context, same run) ${cellName(f)}: the same with \`lua.engine: luajit\` forced | ${ok(f) ? `${fmtInt(f.rps)} req/s: ${pct(cost(f, base))}; CPU ${cpuCost(f, base)}` : `n/a (${statusText(f)})`} | |`);
+  };
   for (const [name, ext] of [['Lua', 'lua-parity'], ['Wasm', 'wasm-parity']] as const) {
     const c = find(r, `${ext === 'lua-parity' ? 'lua' : 'wasm'}-parity`, 'meshext', ext);
     const k = cost(c, mx);
-    row(`${name} parity costs ≤ 10% of meshext passthrough req/s`, ok(c) ? `${fmtInt(c.rps)} req/s: **${pct(k)}**; CPU ${cpuCost(c, mx)}` : `n/a (${statusText(c)})`, ok(c) ? k <= 0.1 : undefined, [c, mx]);
+    row(`${name} parity costs ≤ 10% of meshext passthrough req/s`, ok(c) ? `${fmtInt(c.rps)} req/s: **${pct(k)}**; CPU ${cpuCost(c, mx)}${engineNote(c)}` : `n/a (${statusText(c)})`, ok(c) ? k <= 0.1 : undefined, [c, mx]);
+    if (ext === 'lua-parity') forcedLuajit('lua-parity', 1, mx);
   }
   for (const ext of ['lua-parity', 'wasm-parity'] as const) {
     const c = find(r, 'stack-16', 'meshext', ext, 16);
     const base = c ? ownBaseline(r, c) : mx;
     const k = cost(c, base);
-    row(`16 stacked ${ext === 'lua-parity' ? 'Lua' : 'Wasm'} extensions cost ≤ 50%`, ok(c) ? `${fmtInt(c.rps)} req/s: **${pct(k)}**; CPU ${cpuCost(c, base)}` : `n/a (${statusText(c)})`, ok(c) ? k <= 0.5 : undefined, [c, base]);
+    row(`16 stacked ${ext === 'lua-parity' ? 'Lua' : 'Wasm'} extensions cost ≤ 50%`, ok(c) ? `${fmtInt(c.rps)} req/s: **${pct(k)}**; CPU ${cpuCost(c, base)}${engineNote(c)}` : `n/a (${statusText(c)})`, ok(c) ? k <= 0.5 : undefined, [c, base]);
+    if (ext === 'lua-parity') forcedLuajit('stack-16', 16, base);
   }
   const ngl = find(r, 'lua-parity', 'nginx', 'lua-parity');
   const hpl = find(r, 'lua-parity', 'haproxy', 'lua-parity');
@@ -171,7 +185,7 @@ function cellTable(r: Report, cells: CellResult[], h2: boolean): string[] {
   ];
   for (const c of cells) {
     if (c.status !== 'ok') {
-      L.push(`| ${label(c.spec)}${c.luaEngine ? ` (${c.luaEngine})` : ''} | ${c.status === 'unavailable' ? '*not available yet*' : '*failed*'} | | | | | | | | | | ${h2 ? ' |' : ''}`);
+      L.push(`| ${cellName(c)} | ${c.status === 'unavailable' ? '*not available yet*' : '*failed*'} | | | | | | | | | | ${h2 ? ' |' : ''}`);
       continue;
     }
     const peer = nginxPeer(r, c);
@@ -180,10 +194,10 @@ function cellTable(r: Report, cells: CellResult[], h2: boolean): string[] {
     const costStr = k ? `${pct(k.rps)} req/s, ${k.cpuUs >= 0 ? '+' : ''}${fmt1(k.cpuUs)} µs` : '';
     const peerOk = ok(peer) && peer !== c;
     L.push(
-      `| ${label(c.spec)}${c.luaEngine ? ` (${c.luaEngine})` : ''} | ${fmtInt(c.rps)} | ±${pct(c.rpsSpread / 2)} | ${peerOk ? ratio(c.rps, peer.rps) : '—'} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.cpuUsPerReq)} | ${c.spec.proxy === 'direct' ? '' : `±${pct(c.cpuSpread / 2)}`} | ${peerOk && c.spec.proxy !== 'direct' ? ratio(c.cpuUsPerReq, peer.cpuUsPerReq) : '—'} | ${c.spec.proxy === 'direct' ? '—' : pct(c.proxyCore)} | ${costStr} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.rssMiB)} | ${c.runs.length} (${c.busyRuns}) |${h2 ? ` ${fmtUs(c.h2MeanUs ?? NaN)} |` : ''}`,
+      `| ${cellName(c)} | ${fmtInt(c.rps)} | ±${pct(c.rpsSpread / 2)} | ${peerOk ? ratio(c.rps, peer.rps) : '—'} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.cpuUsPerReq)} | ${c.spec.proxy === 'direct' ? '' : `±${pct(c.cpuSpread / 2)}`} | ${peerOk && c.spec.proxy !== 'direct' ? ratio(c.cpuUsPerReq, peer.cpuUsPerReq) : '—'} | ${c.spec.proxy === 'direct' ? '—' : pct(c.proxyCore)} | ${costStr} | ${c.spec.proxy === 'direct' ? '—' : fmt1(c.rssMiB)} | ${c.runs.length} (${c.busyRuns}) |${h2 ? ` ${fmtUs(c.h2MeanUs ?? NaN)} |` : ''}`,
     );
   }
-  const notes = cells.filter((c) => c.status !== 'ok' && c.note).map((c) => `- ${label(c.spec)}: ${c.note}`);
+  const notes = cells.filter((c) => c.status !== 'ok' && c.note).map((c) => `- ${cellName(c)}: ${c.note}`);
   if (notes.length) L.push('', ...notes);
   return L;
 }
@@ -208,7 +222,7 @@ export function renderReport(r: Report, plots: string[]): string {
     `- **Proxy CPU per request:** utime+stime of the proxy's process tree from /proc/<pid>/stat over each run, divided by the requests served. It is the fairest figure where the load core saturates before the proxy core ("proxy core busy" shows how loaded core 1 was).`,
     `- **Busy machine:** this is a shared development machine. Each run records the CPU used by processes outside the measurement (all CPU minus the proxy, the upstream, the load generator and the bench). A run with more than ${BUSY_THRESHOLD_CORES} cores of such foreign CPU (or any steal) is flagged; the bench waits briefly for a quiet machine before each run, re-runs flagged cells up to ${s.maxExtraRuns} times, and computes the median over unflagged runs when at least two exist. "runs (busy)" counts them. Before this run: ${r.idleBefore.foreignCores.toFixed(2)} cores foreign, load average ${r.idleBefore.loadavg1}.`,
     `- **Latency at a fixed rate:** wrk2 (constant-rate wrk) is not packaged in Debian, so the bench paces wrk with its Lua \`delay()\` hook (per-connection random whole-ms delays whose mean gives the target rate). The rate is the same for every contender: half of meshext's passthrough maximum measured at the start of the run. This pacing is not coordinated-omission-corrected like wrk2: the percentiles are service latencies at that offered rate. p99/p99.9 on a shared machine are noisy: reported, not gated on.`,
-    '- **Extensions:** the same logic everywhere. Parity = Istio\'s Lua example (x-number → dynamic metadata → x-parity response header); nginx runs it in `access_by_lua_block` + `header_filter_by_lua_block`, HAProxy as `http-request`/`http-response` Lua actions, meshext as a TrafficExtension (Lua inlineCode, or the AssemblyScript plugin in bench/plugins/parity.as). N stacked = N TrafficExtensions (meshext), N action pairs (HAProxy), N repetitions inside the one handler nginx allows per phase. Every cell first sends a check request and must see `x-parity: odd` (or `x-body-bytes`), else the cell is reported as failed / not available.',
+    '- **Extensions:** the same logic everywhere. Parity = Istio\'s Lua example (x-number → dynamic metadata → x-parity response header); nginx runs it in `access_by_lua_block` + `header_filter_by_lua_block`, HAProxy as `http-request`/`http-response` Lua actions, meshext as a TrafficExtension (Lua inlineCode, or the AssemblyScript plugin in bench/plugins/parity.as). N stacked = N TrafficExtensions (meshext), N action pairs (HAProxy), N repetitions inside the one handler nginx allows per phase. Every cell first sends a check request and must see `x-parity: odd` (or `x-body-bytes`), else the cell is reported as failed / not available. meshext\'s Lua rows name the engine meshext reported using (admin /config_dump); in the Lua parity and stacked scenarios a second meshext Lua row runs the same script with the bootstrap\'s `lua.engine: luajit` forced, measured in the same turns.',
     '',
   );
   L.push('## Targets', '', ...targets(r), '');
@@ -229,7 +243,7 @@ export function renderReport(r: Report, plots: string[]): string {
         const l = c.latency!;
         const peer = nginxPeer(r, c);
         const pl = peer?.latency;
-        L.push(`| ${c.scenario} | ${label(c.spec)} | ${fmtInt(l.rate)} | ${fmtInt(l.achieved)} | ${fmtUs(l.p50us)} | ${fmtUs(l.p99us)} | ${fmtUs(l.p999us)} | ${pl && peer !== c ? ratio(l.p50us, pl.p50us) : '—'} | ${l.flagged ? 'busy' : ''} |`);
+        L.push(`| ${c.scenario} | ${cellName(c)} | ${fmtInt(l.rate)} | ${fmtInt(l.achieved)} | ${fmtUs(l.p50us)} | ${fmtUs(l.p99us)} | ${fmtUs(l.p999us)} | ${pl && peer !== c ? ratio(l.p50us, pl.p50us) : '—'} | ${l.flagged ? 'busy' : ''} |`);
       }
       L.push('');
     }
