@@ -231,7 +231,7 @@ try {
 }
 // Each engine explicitly, one copy and 16 stacked copies (16 scripts, 16 Lua states: the macro
 // suite's x16 cell), so the per-copy cost of the Lua filter shows apart from the chain's.
-for (const engine of ['luajit', 'wasm'] as const) {
+for (const engine of ['compiled', 'luajit', 'wasm'] as const) {
   for (const n of [1, 16]) {
     const name = `Lua parity ${n === 1 ? '' : `x${n} `}(${engine === 'wasm' ? 'wasmoon' : engine}, explicit)`;
     try {
@@ -295,7 +295,7 @@ try {
 } catch (e) {
   note(crossGroup, 'one Wasm host call (proxy_get_header_map_value)', (e as Error).message.slice(0, 120));
 }
-for (const engine of ['luajit', 'wasm'] as const) {
+for (const engine of ['compiled', 'luajit', 'wasm'] as const) {
   const label = engine === 'wasm' ? 'wasmoon' : engine;
   try {
     const lua = await extensionFactory('lua', { lua: { inlineCode: 'function envoy_on_request(handle) end' } }, { engine });

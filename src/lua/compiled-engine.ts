@@ -37,18 +37,61 @@ class LuaError extends Error {
 }
 
 export class LuaTable {
-  readonly map = new Map<V, V>();
+  #map: Map<V, V> | undefined;
+  /** A table from the host (flat key/value pairs), converted on first need: most are read once. */
+  #pairs: readonly unknown[] | undefined;
+
+  static fromPairs(pairs: readonly unknown[]): LuaTable {
+    const t = new LuaTable();
+    t.#pairs = pairs;
+    return t;
+  }
+
+  get map(): Map<V, V> {
+    let m = this.#map;
+    if (m === undefined) {
+      m = new Map();
+      const p = this.#pairs;
+      if (p !== undefined) {
+        this.#pairs = undefined;
+        for (let i = 0; i + 1 < p.length; i += 2) {
+          const v = fromHost(p[i + 1]);
+          if (v !== undefined) m.set(fromHost(p[i]), v);
+        }
+      }
+      this.#map = m;
+    }
+    return m;
+  }
+
   get(k: V): V {
+    const p = this.#pairs;
+    if (p !== undefined) {
+      for (let i = 0; i + 1 < p.length; i += 2) {
+        if (p[i] !== k) continue;
+        const v = p[i + 1];
+        // a nested table must stay the same object on every read: convert the whole table
+        if (v !== null && typeof v === 'object') break;
+        return v === null ? undefined : v;
+      }
+      if (typeof k !== 'object' || k === null) {
+        let nested = false;
+        for (let i = 1; i < p.length; i += 2) if (p[i] !== null && typeof p[i] === 'object') nested = true;
+        if (!nested) return undefined;
+      }
+    }
     return this.map.get(k);
   }
+
   set(k: V, v: V): void {
     if (v === undefined) this.map.delete(k);
     else this.map.set(k, v);
   }
+
   /** A border, as `#t` finds one in a table filled in order. */
   length(): number {
     let n = 0;
-    while (this.map.get(n + 1) !== undefined) n++;
+    while (this.get(n + 1) !== undefined) n++;
     return n;
   }
 }
@@ -62,9 +105,11 @@ class LObj {
 }
 
 class Handle extends LObj {
-  readonly cid: number;
-  readonly seg: number;
+  cid: number;
+  seg: number;
   readonly host: Host;
+  /** A hook is running with this handle (a nested run, if one ever happened, gets its own). */
+  busy = false;
   hu: Headers | undefined;
   su: StreamInfo | undefined;
   constructor(cid: number, seg: number, host: Host) {
@@ -126,6 +171,18 @@ export function fmtNumber(n: number): string {
 
 /** Lua's string → number conversion (lj_strscan as tonumber and arithmetic use it). */
 export function strToNumber(s: string): number | undefined {
+  // the common case, plain decimal digits (header values such as x-number: 3), without a regexp
+  const n = s.length;
+  if (n > 0 && n < 16) {
+    let v = 0;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) break;
+      v = v * 10 + c;
+    }
+    if (i === n) return v;
+  }
   const t = s.replace(/^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g, '');
   if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t)) return Number(t);
   const hex = /^([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?\d+))?$/.exec(t);
@@ -288,14 +345,10 @@ function fromHost(v: unknown): V {
   if (v === null) return undefined;
   if (typeof v !== 'object' || v === undefined) return v;
   if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1');
+  if (isLuaTable(v as LuaValue)) return LuaTable.fromPairs((v as { luaTable: unknown[] }).luaTable);
   const t = new LuaTable();
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) t.set(i + 1, fromHost(v[i]));
-    return t;
-  }
-  if (isLuaTable(v as LuaValue)) {
-    const p = (v as { luaTable: unknown[] }).luaTable;
-    for (let i = 0; i + 1 < p.length; i += 2) t.set(fromHost(p[i]), fromHost(p[i + 1]));
     return t;
   }
   for (const k in v as Record<string, unknown>) t.set(k, fromHost((v as Record<string, unknown>)[k]));
@@ -456,6 +509,7 @@ type Hook = ((h: Handle) => void) | undefined;
 class CompiledState implements LuaState {
   #host: Host | undefined;
   #hooks: [Hook, Hook] = [undefined, undefined];
+  readonly #handles: (Handle | undefined)[] = [undefined, undefined];
   #chunk = '';
   #memoryLimit: number;
 
@@ -486,11 +540,24 @@ class CompiledState implements LuaState {
   startHook(dir: number, cid: number, seg: number): number | [ThreadRef, ResumeResult] {
     const hook = this.#hooks[dir];
     if (hook === undefined || this.#host === undefined) return 0;
+    // Nothing a compiled hook makes outlives it (no upvalue or global writes), so its handle and
+    // the objects cached on it are reused run after run instead of allocated.
+    let h = this.#handles[dir];
+    if (h === undefined || h.busy) {
+      h = new Handle(cid, seg, this.#host);
+      if (this.#handles[dir] === undefined) this.#handles[dir] = h;
+    } else {
+      h.cid = cid;
+      h.seg = seg;
+    }
+    h.busy = true;
     try {
-      hook(new Handle(cid, seg, this.#host));
+      hook(h);
       return 0;
     } catch (e) {
       return [-1, { status: ResumeStatus.Error, values: [], error: this.#message(e), used: 0 }];
+    } finally {
+      h.busy = false;
     }
   }
 
