@@ -154,7 +154,8 @@ function truthy(v: V): boolean {
 
 /** Lua's tostring() of a number: "%.14g", LuaJIT's spellings of the special values. */
 export function fmtNumber(n: number): string {
-  if (Number.isInteger(n) && Math.abs(n) < 1e15) return Object.is(n, -0) ? '-0' : String(n);
+  // 14 significant digits: integers of up to 14 digits print as they are
+  if (Number.isInteger(n) && Math.abs(n) < 1e14) return Object.is(n, -0) ? '-0' : String(n);
   if (n !== n) return 'nan';
   if (n === Infinity) return 'inf';
   if (n === -Infinity) return '-inf';
@@ -185,6 +186,10 @@ export function strToNumber(s: string): number | undefined {
   }
   const t = s.replace(/^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g, '');
   if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t)) return Number(t);
+  const special = /^([+-]?)(inf|infinity|nan)$/i.exec(t);
+  if (special) return special[2]!.toLowerCase() === 'nan' ? NaN : special[1] === '-' ? -Infinity : Infinity;
+  const bin = /^([+-]?)0[bB]([01]+)$/.exec(t);
+  if (bin) return (bin[1] === '-' ? -1 : 1) * parseInt(bin[2]!, 2);
   const hex = /^([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?\d+))?$/.exec(t);
   if (hex && (hex[2]!.length > 0 || (hex[3] ?? '').length > 0)) {
     let v = 0;
@@ -239,8 +244,14 @@ function arith(op: string, a: V, b: V, line: number, da: string, db: string): nu
     case '*': return x * y;
     case '/': return x / y;
     case '%': return x - Math.floor(x / y) * y;
-    default: return Math.pow(x, y);
+    default: return pow(x, y);
   }
+}
+
+/** C's pow(): 1 to any power, and -1 to an infinite power, is 1 (JS gives NaN). */
+function pow(x: number, y: number): number {
+  if (x === 1 || (x === -1 && (y === Infinity || y === -Infinity))) return 1;
+  return Math.pow(x, y);
 }
 
 function describeBad(verb: string, v: V, desc: string): string {
@@ -295,24 +306,34 @@ function setindex(o: V, k: V, v: V, line: number, desc: string): void {
   o.set(k, v);
 }
 
-function table(fields: [V, V][], line: number): LuaTable {
+function table(fields: [V, V][]): LuaTable {
   const t = new LuaTable();
   for (const [k, v] of fields) {
-    if (k === undefined) throw new LuaError('table index is nil', line);
     if (v === NV) continue;
     t.set(k, v);
   }
   return t;
 }
 
+/** A constructor's computed key, checked where its field is. */
+function key(k: V, line: number): V {
+  if (k === undefined) throw new LuaError('table index is nil', line);
+  if (typeof k === 'number' && k !== k) throw new LuaError('table index is NaN', line);
+  return k;
+}
+
 // ------------------------------------------------------------------ argument checks (prelude's)
 function argType(v: V): string {
   return v === NV ? 'no value' : typeName(v);
 }
-function cstr(v: V, i: number, fname: string, line: number): string {
+/**
+ * luaL_checkstring. A missing argument reads as "no value" in LuaJIT's string functions, but as
+ * nil in the prelude's methods (which receive nil) and in string.len (a fast function): `none`.
+ */
+function cstr(v: V, i: number, fname: string, line: number, none = 'no value'): string {
   if (typeof v === 'string') return v;
   if (typeof v === 'number') return fmtNumber(v);
-  throw new LuaError(`bad argument #${i} to '${fname}' (string expected, got ${argType(v)})`, line);
+  throw new LuaError(`bad argument #${i} to '${fname}' (string expected, got ${v === NV ? none : typeName(v)})`, line);
 }
 function cnum(v: V, i: number, fname: string, line: number): number {
   const n = typeof v === 'number' ? v : typeof v === 'string' ? strToNumber(v) : undefined;
@@ -332,10 +353,13 @@ function noMethod(o: V, name: string, line: number, desc: string): never {
 }
 
 // ------------------------------------------------------------------ values across the host table
-function toHost(v: V): LuaValue {
+const MAX_DEPTH = 32;
+function toHost(v: V, depth = 0): LuaValue {
   if (v instanceof LuaTable) {
+    // the Lua engines stop converting nested tables at this depth (a cycle is cut there)
+    if (depth >= MAX_DEPTH) return { luaTable: [] };
     const pairs: LuaValue[] = [];
-    for (const [k, x] of v.map) pairs.push(toHost(k), toHost(x));
+    for (const [k, x] of v.map) pairs.push(toHost(k, depth + 1), toHost(x, depth + 1));
     return { luaTable: pairs };
   }
   if (v instanceof LObj) return { luaType: 'userdata' };
@@ -371,12 +395,12 @@ function m_dynamicMetadata(o: V, line: number, desc: string): V {
 function m_get(o: V, line: number, desc: string, k: V): V {
   if (o instanceof Headers) {
     const h = o.h;
-    const v = chk(h.host.hget(h.cid, h.seg, 0, cstr(k, 1, 'get', line)), line);
+    const v = chk(h.host.hget(h.cid, h.seg, 0, cstr(k, 1, 'get', line, 'nil')), line);
     return v === undefined || v === null ? NV : v;
   }
   if (o instanceof DynMeta) {
     const h = o.h;
-    const v = chk(h.host.dmget(h.cid, h.seg, cstr(k, 1, 'get', line)), line);
+    const v = chk(h.host.dmget(h.cid, h.seg, cstr(k, 1, 'get', line, 'nil')), line);
     return v === undefined || v === null ? NV : fromHost(v);
   }
   return noMethod(o, 'get', line, desc);
@@ -384,8 +408,8 @@ function m_get(o: V, line: number, desc: string, k: V): V {
 function headerWrite(fn: 'hadd' | 'hrep', name: string) {
   return (o: V, line: number, desc: string, k: V, v: V): V => {
     if (!(o instanceof Headers)) return noMethod(o, name, line, desc);
-    const key = cstr(k, 1, name, line);
-    const val = cstr(v, 2, name, line);
+    const key = cstr(k, 1, name, line, 'nil');
+    const val = cstr(v, 2, name, line, 'nil');
     const h = o.h;
     chk(h.host[fn](h.cid, h.seg, 0, key, val), line);
     return NV;
@@ -394,13 +418,13 @@ function headerWrite(fn: 'hadd' | 'hrep', name: string) {
 function m_remove(o: V, line: number, desc: string, k: V): V {
   if (!(o instanceof Headers)) return noMethod(o, 'remove', line, desc);
   const h = o.h;
-  chk(h.host.hrem(h.cid, h.seg, 0, cstr(k, 1, 'remove', line)), line);
+  chk(h.host.hrem(h.cid, h.seg, 0, cstr(k, 1, 'remove', line, 'nil')), line);
   return NV;
 }
 function m_set(o: V, line: number, desc: string, ns: V, k: V, v: V): V {
   if (!(o instanceof DynMeta)) return noMethod(o, 'set', line, desc);
-  const n = cstr(ns, 1, 'set', line);
-  const key = cstr(k, 2, 'set', line);
+  const n = cstr(ns, 1, 'set', line, 'nil');
+  const key = cstr(k, 2, 'set', line, 'nil');
   const h = o.h;
   chk(h.host.dmset(h.cid, h.seg, n, key, toHost(one(v))), line);
   return NV;
@@ -420,19 +444,20 @@ function stringMethod(name: 'lower' | 'upper' | 'len' | 'sub') {
   return (o: V, line: number, desc: string, a?: V, b?: V): V => {
     // numbers have no string methods in Lua 5.1 (only strings have a metatable)
     if (typeof o !== 'string') return noMethod(o, name, line, desc);
-    return fn(line, o, a, b);
+    return fn(line, o, a, b, 1);
   };
 }
 
 const STRING = {
   lower: (line: number, s: V) => asciiLower(cstr(s, 1, 'lower', line)),
   upper: (line: number, s: V) => asciiUpper(cstr(s, 1, 'upper', line)),
-  len: (line: number, s: V) => cstr(s, 1, 'len', line).length,
-  sub: (line: number, s: V, i?: V, j?: V) => {
+  len: (line: number, s: V) => cstr(s, 1, 'len', line, 'nil').length,
+  /** `shift` 1 for s:sub(...): LuaJIT does not count self in a method call's argument numbers. */
+  sub: (line: number, s: V, i?: V, j?: V, shift = 0) => {
     const str = cstr(s, 1, 'sub', line);
     const n = str.length;
-    let a = i === NV || i === undefined ? 1 : Math.trunc(cnum(i, 2, 'sub', line));
-    let b = j === NV || j === undefined ? -1 : Math.trunc(cnum(j, 3, 'sub', line));
+    let a = toInt32(cnum(i, 2 - shift, 'sub', line));
+    let b = j === NV || j === undefined ? -1 : toInt32(cnum(j, 3 - shift, 'sub', line));
     if (a < 0) a = Math.max(n + a + 1, 1);
     else if (a === 0) a = 1;
     if (b < 0) b = n + b + 1;
@@ -440,6 +465,10 @@ const STRING = {
     return a > b ? '' : str.slice(a - 1, b);
   },
 };
+/** A double to int32 as LuaJIT's lj_num2int does on x86-64 (out of range and NaN: INT_MIN). */
+function toInt32(v: number): number {
+  return v >= -2147483648 && v < 2147483648 ? Math.trunc(v) : -2147483648;
+}
 // C's tolower/toupper in the "C" locale touch ASCII letters only
 function asciiLower(s: string): string {
   return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
@@ -452,6 +481,7 @@ function asciiUpper(s: string): string {
 export const RUNTIME = {
   NV,
   Table: LuaTable,
+  pow,
   one,
   t: truthy,
   arith,
@@ -462,6 +492,7 @@ export const RUNTIME = {
   index,
   setindex,
   table,
+  key,
   m_headers,
   m_streamInfo,
   m_dynamicMetadata,

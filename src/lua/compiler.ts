@@ -207,22 +207,29 @@ class Compiler {
         return names.map((n, i) => `let ${n} = ${vals[i]};`).join(' ');
       }
       case 'AssignmentStatement': {
-        // Lua evaluates every right-hand value before assigning
-        const vals = this.#exprList(st.init, st.variables.length, scope, st);
-        const tmps = vals.map(() => this.#temp());
-        const parts = vals.map((v, i) => `${tmps[i]} = ${v};`);
-        st.variables.forEach((target, i) => {
+        // Lua (LuaJIT) order: the targets' tables and keys left to right, then the values, then
+        // the stores right to left
+        const parts: string[] = [];
+        const stores: string[] = [];
+        const line = this.#endLine(st);
+        for (const target of st.variables) {
           if (target.type === 'Identifier') {
             const v = this.#lookup(target.name, scope);
             if (v === undefined) throw new Ineligible(`an assignment to global '${target.name}'`, target);
             if (v.kind === 'upvalue') throw new Ineligible(`an assignment to upvalue '${target.name}' (state kept across requests)`, target);
-            parts.push(`${v.js} = ${tmps[i]};`);
-          } else if (target.type === 'MemberExpression') {
-            parts.push(`R.setindex(${this.#expr(target.base, scope)}, ${JSON.stringify(target.identifier.name)}, ${tmps[i]}, ${this.#line(target)}, ${this.#desc(target.base, scope)});`);
-          } else if (target.type === 'IndexExpression') {
-            parts.push(`R.setindex(${this.#expr(target.base, scope)}, ${this.#expr(target.index, scope)}, ${tmps[i]}, ${this.#line(target)}, ${this.#desc(target.base, scope)});`);
+            stores.push(`${v.js} = %V;`);
+          } else if (target.type === 'MemberExpression' || target.type === 'IndexExpression') {
+            const t = this.#temp();
+            const k = this.#temp();
+            parts.push(`${t} = ${this.#expr(target.base, scope)};`);
+            parts.push(`${k} = ${target.type === 'MemberExpression' ? JSON.stringify(target.identifier.name) : this.#expr(target.index, scope)};`);
+            stores.push(`R.setindex(${t}, ${k}, %V, ${line}, ${this.#desc(target.base, scope)});`);
           } else throw new Ineligible('an unsupported assignment target', target);
-        });
+        }
+        const vals = this.#exprList(st.init, st.variables.length, scope, st);
+        const tmps = vals.map(() => this.#temp());
+        vals.forEach((v, i) => parts.push(`${tmps[i]} = ${v};`));
+        for (let i = stores.length - 1; i >= 0; i--) parts.push(stores[i]!.replace('%V', tmps[i]!));
         return parts.join(' ');
       }
       case 'CallStatement':
@@ -265,10 +272,23 @@ class Compiler {
     return out;
   }
 
-  /** An expression whose result may be "no value" (only a call can), kept as is. */
-  #raw(e: L.Expression, scope: Scope): string {
-    if (isCall(e)) return this.#call(e, scope, false);
+  /**
+   * An expression whose result may be "no value" (only a call can), kept as is, unless it is in
+   * parentheses, which adjust it to one value. `open` is the offset of the "(" (or "{") that
+   * opens the list the expression is in, which is not one of its own parentheses.
+   */
+  #raw(e: L.Expression, scope: Scope, open = -1): string {
+    if (isCall(e) && !this.#parenthesized(e, open)) return this.#call(e, scope, false);
     return this.#expr(e, scope);
+  }
+
+  /** luaparse drops parentheses: look at the source before the node instead. */
+  #parenthesized(e: L.Node, open: number): boolean {
+    const start = (e as { range?: [number, number] }).range?.[0];
+    if (start === undefined) return false;
+    let i = start - 1;
+    while (i >= 0 && /\s/.test(this.#src[i]!)) i--;
+    return i >= 0 && this.#src[i] === '(' && i !== open;
   }
 
   /** An expression adjusted to exactly one value. */
@@ -296,9 +316,9 @@ class Compiler {
       case 'MemberExpression':
         if (e.indexer === ':') throw new Ineligible('a method reference without a call', e);
         if (e.base.type === 'Identifier' && this.#lookup(e.base.name, scope) === undefined) throw new Ineligible(`'${e.base.name}.${e.identifier.name}' used as a value`, e);
-        return `R.index(${this.#expr(e.base, scope)}, ${JSON.stringify(e.identifier.name)}, ${this.#line(e)}, ${this.#desc(e.base, scope)})`;
+        return `R.index(${this.#expr(e.base, scope)}, ${JSON.stringify(e.identifier.name)}, ${this.#endLine(e)}, ${this.#desc(e.base, scope)})`;
       case 'IndexExpression':
-        return `R.index(${this.#expr(e.base, scope)}, ${this.#expr(e.index, scope)}, ${this.#line(e)}, ${this.#desc(e.base, scope)})`;
+        return `R.index(${this.#expr(e.base, scope)}, ${this.#expr(e.index, scope)}, ${this.#endLine(e)}, ${this.#desc(e.base, scope)})`;
       case 'LogicalExpression': {
         const t = this.#temp();
         const a = this.#expr(e.left, scope);
@@ -311,8 +331,8 @@ class Compiler {
         const a = this.#expr(e.argument, scope);
         if (e.operator === 'not') return `!R.t(${a})`;
         const t = this.#temp();
-        if (e.operator === '-') return `(typeof (${t} = ${a}) === 'number' ? -${t} : R.unm(${t}, ${this.#line(e)}, ${this.#desc(e.argument, scope)}))`;
-        return `R.len(${a}, ${this.#line(e)}, ${this.#desc(e.argument, scope)})`;
+        if (e.operator === '-') return `(typeof (${t} = ${a}) === 'number' ? -${t} : R.unm(${t}, ${this.#endLine(e)}, ${this.#desc(e.argument, scope)}))`;
+        return `R.len(${a}, ${this.#endLine(e)}, ${this.#desc(e.argument, scope)})`;
       }
       case 'BinaryExpression':
         return this.#binary(e, scope);
@@ -327,7 +347,8 @@ class Compiler {
     const op = e.operator;
     const a = this.#expr(e.left, scope);
     const b = this.#expr(e.right, scope);
-    const line = this.#line(e);
+    // LuaJIT's line for an operator is where its last operand ends
+    const line = this.#endLine(e);
     if (op === '==') return `(${a} === ${b})`;
     if (op === '~=') return `(${a} !== ${b})`;
     const x = this.#temp();
@@ -344,7 +365,7 @@ class Compiler {
       case '%':
         return `(${both} ? ${x} - Math.floor(${x} / ${y}) * ${y} : R.arith('%', ${x}, ${y}, ${line}, ${da}, ${db}))`;
       case '^':
-        return `(${both} ? Math.pow(${x}, ${y}) : R.arith('^', ${x}, ${y}, ${line}, ${da}, ${db}))`;
+        return `(${both} ? R.pow(${x}, ${y}) : R.arith('^', ${x}, ${y}, ${line}, ${da}, ${db}))`;
       case '..':
         return `(${x} = ${a}, ${y} = ${b}, typeof ${x} === 'string' && typeof ${y} === 'string' ? ${x} + ${y} : R.concat(${x}, ${y}, ${line}, ${da}, ${db}))`;
       case '<':
@@ -352,8 +373,8 @@ class Compiler {
         return `(R.cmp(${x} = ${a}, ${y} = ${b}, ${line}) ? ${x} ${op} ${y} : false)`;
       case '>':
       case '>=':
-        // Lua evaluates a > b as b < a (the error names the operands in that order)
-        return `(R.cmp(${y} = ${b}, ${x} = ${a}, ${line}, true) ? ${x} ${op} ${y} : false)`;
+        // operands in source order; Lua compares a > b as b < a, so its error names b first
+        return `(R.cmp(${x} = ${a}, ${y} = ${b}, ${line}, true) ? ${x} ${op} ${y} : false)`;
       default:
         throw new Ineligible(`operator '${op}'`, e);
     }
@@ -365,11 +386,12 @@ class Compiler {
     let pos = 0;
     e.fields.forEach((f, i) => {
       if (f.type === 'TableKeyString') parts.push(`[${JSON.stringify(f.key.name)}, ${this.#expr(f.value, scope)}]`);
-      else if (f.type === 'TableKey') parts.push(`[${this.#expr(f.key, scope)}, ${this.#expr(f.value, scope)}]`);
-      else if (i === e.fields.length - 1 && isCall(f.value)) parts.push(`[${++pos}, ${this.#raw(f.value, scope)}]`);
+      // a bad key (nil, NaN) raises at the line where its field ends, as LuaJIT
+      else if (f.type === 'TableKey') parts.push(`[R.key(${this.#expr(f.key, scope)}, ${this.#endLine(f)}), ${this.#expr(f.value, scope)}]`);
+      else if (i === e.fields.length - 1 && isCall(f.value)) parts.push(`[${++pos}, ${this.#raw(f.value, scope, (e as { range?: [number, number] }).range?.[0] ?? -1)}]`);
       else parts.push(`[${++pos}, ${this.#expr(f.value, scope)}]`);
     });
-    return `R.table([${parts.join(', ')}], ${this.#line(e)})`;
+    return `R.table([${parts.join(', ')}])`;
   }
 
   #args(e: L.CallExpression | L.StringCallExpression | L.TableCallExpression, scope: Scope): L.Expression[] {
@@ -379,8 +401,8 @@ class Compiler {
   }
 
   /** Arguments as JS, padded to `arity` with "no value" so the callee can tell nil from none. */
-  #argList(args: L.Expression[], arity: number, scope: Scope): string {
-    const out = args.map((a, i) => (i === args.length - 1 ? this.#raw(a, scope) : this.#expr(a, scope)));
+  #argList(args: L.Expression[], arity: number, scope: Scope, open = -1): string {
+    const out = args.map((a, i) => (i === args.length - 1 ? this.#raw(a, scope, open) : this.#expr(a, scope)));
     while (out.length < arity) out.push('R.NV');
     return out.join(', ');
   }
@@ -390,24 +412,25 @@ class Compiler {
     void statement;
     const base = e.base;
     const args = this.#args(e, scope);
-    const line = this.#callLine(e);
+    const open = this.#openOffset(e);
+    const line = this.#lineAt(open);
     if (base.type === 'MemberExpression' && base.indexer === ':') {
       const name = base.identifier.name;
       const arity = METHOD_ARITY[name];
       if (arity === undefined) throw new Ineligible(`method '${name}'`, base);
       const self = this.#expr(base.base, scope);
-      return `R.m_${name}(${self}, ${line}, ${this.#desc(base.base, scope)}${arity > 0 || args.length > 0 ? ', ' : ''}${this.#argList(args, arity, scope)})`;
+      return `R.m_${name}(${self}, ${line}, ${this.#desc(base.base, scope)}${arity > 0 || args.length > 0 ? ', ' : ''}${this.#argList(args, arity, scope, open)})`;
     }
     if (base.type === 'Identifier' && this.#lookup(base.name, scope) === undefined && GLOBAL_FNS.has(base.name)) {
       if (base.name === 'tonumber' && args.length > 1) throw new Ineligible('tonumber() with a base', e);
-      return `R.g_${base.name}(${line}, ${this.#argList(args, 1, scope)})`;
+      return `R.g_${base.name}(${line}, ${this.#argList(args, 1, scope, open)})`;
     }
     if (base.type === 'MemberExpression' && base.indexer === '.' && base.base.type === 'Identifier' && this.#lookup(base.base.name, scope) === undefined) {
       const lib = LIB_FNS[base.base.name];
       const fn = base.identifier.name;
       if (lib?.has(fn)) {
         const arity = base.base.name === 'string' ? 1 + (METHOD_ARITY[fn] ?? 0) : 1;
-        return `R.${base.base.name}_${fn}(${line}, ${this.#argList(args, arity, scope)})`;
+        return `R.${base.base.name}_${fn}(${line}, ${this.#argList(args, arity, scope, open)})`;
       }
     }
     throw new Ineligible(`a call to ${describeExpression(base)}`, base);
@@ -445,17 +468,26 @@ class Compiler {
     return e.loc?.start.line ?? 0;
   }
 
-  /** LuaJIT reports a call at the line of its argument list's opening token. */
-  #callLine(e: L.CallExpression | L.StringCallExpression | L.TableCallExpression): number {
+  #endLine(e: L.Node): number {
+    return e.loc?.end.line ?? this.#line(e);
+  }
+
+  /** Offset of a call's argument list (its "(", "{" or string), whose line LuaJIT reports. */
+  #openOffset(e: L.CallExpression | L.StringCallExpression | L.TableCallExpression): number {
     const end = (e.base as { range?: [number, number] }).range?.[1];
-    if (end === undefined) return this.#line(e);
+    if (end === undefined) return -1;
     let i = end;
     while (i < this.#src.length && /\s/.test(this.#src[i]!)) i++;
+    return i;
+  }
+
+  #lineAt(offset: number): number {
+    if (offset < 0) return 0;
     let lo = 0;
     let hi = this.#lineStarts.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (this.#lineStarts[mid]! <= i) lo = mid;
+      if (this.#lineStarts[mid]! <= offset) lo = mid;
       else hi = mid - 1;
     }
     return lo + 1;

@@ -944,22 +944,19 @@ end
     reqs: byCase(14),
   },
 
-  // ---------------------------------------------------------------- known divergences (todo)
+  // ---------------------------------------------------------------- cases that once diverged (the last two are documented gaps, kept as todo)
   {
     name: '%.14g writes integers of 15 digits (1e14 <= |n| < 1e15) with an exponent',
-    todo: 'compiled tier differs: fmtNumber prints integers below 1e15 with String(n), "%.14g" gives 1e+14 / 1.2345678901235e+14',
     code: lines(NUM_EXPRS_E14.flatMap((e, i) => [`h:logInfo(${lq(e + ' -> ')} .. (${e}) .. "|" .. tostring(${e}))`, `hs:add("x-n${i}", ${e})`])),
     reqs: [{}],
   },
   {
     name: 'tonumber and arithmetic accept inf/nan spellings and 0b binary (lj_strscan)',
-    todo: 'compiled tier differs: strToNumber rejects "inf", "nan", "infinity", "0b101" that LuaJIT converts',
     code: lines(['local v = hs:get("x-in")', 'local n = tonumber(v)', 'h:logInfo(type(n) .. ":" .. tostring(n))', 'h:logInfo(tostring(v + 0))']),
     reqs: byValue('x-in', STR_SPECIAL),
   },
   {
     name: 'a parenthesized call is adjusted to one value: tonumber((f())) is tonumber(nil)',
-    todo: 'compiled tier differs: parentheses around a call returning no value are ignored, so tonumber((hs:get("x-none"))) raises "value expected"',
     code: lines([
       'local c = hs:get("x-case")',
       'if c == "1" then h:logInfo(tostring(tonumber((hs:get("x-none")))))',
@@ -973,7 +970,7 @@ end
   },
   {
     name: '# of tables with holes returns the border LuaJIT finds',
-    todo: 'compiled tier differs: LuaTable.length() counts from 1 to the first nil; LuaJIT returns the array-part border ({nil, nil, 3} is 3, t[1],t[2],t[4] set is 4)',
+    todo: 'documented gap (docs/lua.md, compiled tier): # of a table with holes is any border in Lua; LuaJIT returns its array-part border ({nil, nil, 3} is 3, t[1],t[2],t[4] set is 4), the compiled tier counts to the first nil',
     code: lines([
       'h:logInfo(#{nil, nil, 3})',
       'h:logInfo(#{hs:get("x-none"), "b"})',
@@ -986,13 +983,11 @@ end
   },
   {
     name: 'a table constructor with a NaN key raises "table index is NaN"',
-    todo: 'compiled tier differs: R.table() checks nil keys only, {[0/0] = 1} does not raise',
     code: lines(['local u = {[0/0] = 1}', 'h:logInfo("not raised")']),
     reqs: [{}],
   },
   {
     name: 'multiple assignment: targets evaluated before the values, assigned right to left',
-    todo: 'compiled tier differs: i, u[i] = i + 1, "v" indexes u with the new i; t.x, t.x = 1, 2 leaves 2 (LuaJIT 1); key side effects after value side effects',
     code: lines([
       'local c = hs:get("x-case")',
       'if c == "1" then local i, u = 1, {} i, u[i] = i + 1, "v" h:logInfo(i .. tostring(u[1]) .. tostring(u[2]))',
@@ -1005,7 +1000,6 @@ end
   },
   {
     name: '> and >= raise "attempt to compare" with the operands in LuaJIT\'s order (b < a)',
-    todo: 'compiled tier differs: "2" > 1 raises "compare string with number" (LuaJIT: "number with string"), 1 >= nil "number with nil" (LuaJIT: "nil with number")',
     code: lines([
       'local c = hs:get("x-case")',
       'local n, s, t, z = 1, "2", {}, nil',
@@ -1019,7 +1013,6 @@ end
   },
   {
     name: 'comparison operands are evaluated left to right (side effects in both)',
-    todo: 'compiled tier differs: a > b and a >= b evaluate b before a (log order, header reads after removal)',
     code: lines([
       'local r = (h:logInfo("left") or 1) > (h:logInfo("right") or 0)',
       'local r2 = (hs:get("x-gone") and 1 or 0) >= (hs:remove("x-gone") or 1)',
@@ -1029,7 +1022,6 @@ end
   },
   {
     name: 'missing arguments of header and metadata methods say "got nil" (prelude checks)',
-    todo: 'compiled tier differs: hs:get(), hs:add("k"), hs:remove(), hs:replace(), dm:get() report "got no value", the prelude (LuaJIT) "got nil"',
     code: String.raw`function envoy_on_request(h)
   local hs = h:headers()
   local c = hs:get("x-case")
@@ -1047,7 +1039,6 @@ end
   },
   {
     name: 'string.len and s:len() of no value say "got nil" (LuaJIT)',
-    todo: 'compiled tier differs: string.len() / string.len(f()) with no value: LuaJIT "string expected, got nil", compiled "got no value"',
     code: lines([
       'local c = hs:get("x-case")',
       'if c == "1" then h:logInfo(string.len())',
@@ -1059,7 +1050,6 @@ end
   },
   {
     name: 'string methods do not count self in bad-argument numbers; string.sub needs its start',
-    todo: 'compiled tier differs: s:sub("x") is "bad argument #1" in LuaJIT (#2 compiled); s:sub() / s:sub(nil, 3) / string.sub("abc") raise in LuaJIT (start is not optional), compiled defaults it to 1',
     code: lines([
       'local c = hs:get("x-case")',
       'local s = "abc"',
@@ -1075,7 +1065,6 @@ end
   },
   {
     name: 'string.sub indices beyond int32 wrap as in LuaJIT',
-    todo: 'compiled tier differs: LuaJIT converts sub() indices to int32 (2^31 and inf become INT_MIN): s:sub(2^31) is the whole string, s:sub(2, 1/0) is ""',
     code: lines([
       'local s = "abcdef"',
       'h:logInfo(s:sub(2^31) .. "|" .. s:sub(1, 2^32 + 2) .. "|" .. s:sub(2, 1/0) .. "|" .. s:sub(3, 2^31))',
@@ -1084,13 +1073,12 @@ end
   },
   {
     name: "pow() follows C: 1^nan, 1^inf and (-1)^inf are 1",
-    todo: 'compiled tier differs: Math.pow(1, NaN), Math.pow(1, Infinity) and Math.pow(-1, Infinity) are NaN, C pow() gives 1',
     code: lines(['1^(0/0)', '1^(1/0)', '1^(-1/0)', '(-1)^(1/0)', '(-1)^(-1/0)'].map((e) => `h:logInfo(${lq(e + ' = ')} .. tostring(${e}))`)),
     reqs: [{}],
   },
   {
     name: 'indexing strings and handle objects reads their methods (not an error in Lua)',
-    todo: 'compiled tier differs: s.len / h.headers / h.respond are values in LuaJIT (function or nil), the compiled tier raises "indexing a string/userdata is not supported"',
+    todo: 'documented gap (docs/lua.md, compiled tier): s.len / h.headers / h.respond are values in LuaJIT (function or nil), the compiled tier raises an error naming itself',
     code: lines([
       'local c = hs:get("x-case")',
       'local s = "abc"',
@@ -1106,7 +1094,6 @@ end
   },
   {
     name: "multi-line operators: LuaJIT reports the line of the operator's last operand",
-    todo: 'compiled tier differs: arithmetic, .., comparison, unary, index, field assignment and constructor-key errors report the line where the expression starts; LuaJIT the line where it ends',
     code: `function envoy_on_request(h)
   local hs = h:headers()
   local c = hs:get("x-case")
@@ -1157,7 +1144,6 @@ end
   },
   {
     name: 'a cyclic table set as metadata is cut at LuaJIT\'s depth, not an error',
-    todo: 'compiled tier differs: toHost() recurses without a limit and fails with "not enough memory"; LuaJIT stores 32 nested levels',
     code: lines(['local t = {} t.self = t', 'h:streamInfo():dynamicMetadata():set("ns", "k", t)', 'h:logInfo("set")']),
     reqs: [{}],
   },
