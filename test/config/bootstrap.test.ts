@@ -375,7 +375,7 @@ describe('bootstrap: errors, all at once, with file:line: path: message', () => 
       name: 'engine options',
       yaml: 'lua: {engine: v8, memoryLimitBytes: 10}\nwasm: {cpuBudgetMs: -1, cache: x}\ndrainTimeoutMs: 1.5\n',
       want: [
-        'F:1: lua.engine: must be one of auto, luajit, wasm (got "v8")',
+        'F:1: lua.engine: must be one of auto, compiled, luajit, wasm (got "v8")',
         'F:1: lua.memoryLimitBytes: must be >= 65536 (got 10)',
         'F:2: wasm.cache: unknown field (known fields: memoryLimitBytes, cpuBudgetMs, cacheDir, insecureRegistries, allowLoopbackFetch)',
         'F:2: wasm.cpuBudgetMs: must be >= 1 (got -1)',
