@@ -6,6 +6,7 @@
  * The argument checks and error texts mirror the prelude's (prelude.ts), which mirror Envoy's.
  */
 import { chunkId, compileLua, luaBytes } from './compiler.ts';
+import { SENTINEL } from './prelude.ts';
 import {
   LuaScriptError,
   Multi,
@@ -107,6 +108,7 @@ class LObj {
 class Handle extends LObj {
   cid: number;
   seg: number;
+  dir = 0;
   readonly host: Host;
   /** A hook is running with this handle (a nested run, if one ever happened, gets its own). */
   busy = false;
@@ -127,6 +129,7 @@ class StreamInfo extends LObj {
 class DynMeta extends LObj {}
 
 interface Host {
+  canrespond: HostFunction;
   hget: HostFunction;
   hadd: HostFunction;
   hrep: HostFunction;
@@ -429,6 +432,26 @@ function m_set(o: V, line: number, desc: string, ns: V, k: V, v: V): V {
   chk(h.host.dmset(h.cid, h.seg, n, key, toHost(one(v))), line);
   return NV;
 }
+/** respond() ends the hook: the driver sends the local reply, as after the prelude's yield. */
+class Respond {
+  readonly headers: LuaValue;
+  readonly body: string | undefined;
+  constructor(headers: LuaValue, body: string | undefined) {
+    this.headers = headers;
+    this.body = body;
+  }
+}
+function m_respond(o: V, line: number, desc: string, headers: V, body: V): V {
+  if (!(o instanceof Handle)) return noMethod(o, 'respond', line, desc);
+  chk(o.host.canrespond(o.cid, o.seg), line);
+  if (!(headers instanceof LuaTable)) throw new LuaError(`bad argument #1 to 'respond' (table expected, got ${headers === NV ? 'nil' : typeName(headers)})`, line);
+  const b = body === NV || body === undefined ? undefined : cstr(body, 2, 'respond', line, 'nil');
+  const st = RUNTIME.g_tonumber(line, headers.get(':status'));
+  if (typeof st !== 'number' || st < 200 || st >= 600 || st !== Math.floor(st)) throw new LuaError(':status must be between 200-599', line);
+  if (o.dir === 1) throw new LuaError('respond not currently supported in the response path', line);
+  throw new Respond(toHost(headers), b);
+}
+
 function logMethod(name: string, level: number) {
   return (o: V, line: number, desc: string, msg: V): V => {
     if (!(o instanceof LObj)) return noMethod(o, name, line, desc);
@@ -501,6 +524,7 @@ export const RUNTIME = {
   m_replace: headerWrite('hrep', 'replace'),
   m_remove,
   m_set,
+  m_respond,
   m_logTrace: logMethod('logTrace', 0),
   m_logDebug: logMethod('logDebug', 1),
   m_logInfo: logMethod('logInfo', 2),
@@ -581,11 +605,14 @@ class CompiledState implements LuaState {
       h.cid = cid;
       h.seg = seg;
     }
+    h.dir = dir;
     h.busy = true;
     try {
       hook(h);
       return 0;
     } catch (e) {
+      // as the prelude's respond() yields to the driver, which then sends the reply
+      if (e instanceof Respond) return [-1, { status: ResumeStatus.Yield, values: [SENTINEL, 'respond', e.headers, e.body], error: '', used: 0 }];
       return [-1, { status: ResumeStatus.Error, values: [], error: this.#message(e), used: 0 }];
     } finally {
       h.busy = false;

@@ -9,7 +9,7 @@
  *   methods, so every run is bounded by the script's length (no instruction budget needed);
  * - hooks never assign upvalues or globals, so no value (handle objects included) outlives its
  *   hook, and there is no yield: objects cannot be used "outside of proper scope";
- * - anything else (loops, closures, body(), httpCall(), respond(), unknown globals or methods) makes
+ * - anything else (loops, closures, body(), httpCall(), unknown globals or methods) makes
  *   the whole script ineligible, and it runs on LuaJIT as before. compileLua() says why.
  *
  * Lua's semantics are kept where the subset reaches them: only nil and false are false, floored
@@ -37,6 +37,7 @@ export const METHOD_ARITY: Readonly<Record<string, number>> = {
   replace: 2,
   remove: 1,
   set: 3,
+  respond: 2,
   logTrace: 1,
   logDebug: 1,
   logInfo: 1,
