@@ -9,6 +9,9 @@
  *                    (without it, a partial run writes bench/results/raw/results-partial.md)
  *   --nice=N         run proxies, upstream and load generators under `nice -n N` (default 0;
  *                    a negative N takes priority over other work on a shared machine)
+ *   --v8-pretenuring run meshext with V8's default allocation-site pretenuring (by default the macro
+ *                    suite and the profile run it with --no-allocation-site-pretenuring: see
+ *                    MESHEXT_NODE_ARGS in bench/lib/contenders.ts)
  *
  * Layout (2-core machine): wrk/h2load and the upstream on core 0, the proxy under test alone on
  * core 1, the same for every contender. Results: bench/results/results.md, PNG plots and
@@ -16,7 +19,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startUpstream, type ContenderSpec } from './lib/contenders.ts';
+import { MESHEXT_NODE_ARGS, startUpstream, type ContenderSpec } from './lib/contenders.ts';
 import { describeMachine, probeBusy } from './lib/machine.ts';
 import { runGroup, type Scenario } from './lib/macro.ts';
 import { bareWorkerMiB, medianPoint, memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts';
@@ -35,6 +38,7 @@ const opt = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.spli
 const sections = new Set(opt('only') ?? ['macro', 'memory', 'micro', 'profile']);
 const onlyScenarios = opt('scenarios');
 const niceness = Number(opt('nice')?.[0] ?? 0);
+const meshextNodeArgs = argv.includes('--v8-pretenuring') ? [] : MESHEXT_NODE_ARGS;
 setNiceness(niceness);
 
 const started = Date.now();
@@ -127,11 +131,11 @@ async function main(): Promise<void> {
     profile: undefined,
     niceness,
     settings: quick
-      ? { warmSeconds: 2, runSeconds: 1, runs: 3, latencySeconds: 1, maxExtraRuns: 0 }
+      ? { warmSeconds: 2, runSeconds: 1, runs: 3, latencySeconds: 1, maxExtraRuns: 0, meshextNodeArgs }
       : // 6 s: V8 takes several seconds under load to optimize meshext's request path (measured:
         // the first 3 s run costs up to 2x the CPU per request of later ones); nginx and HAProxy
         // need no warm-up, and every contender gets the same.
-        { warmSeconds: 6, runSeconds: 4, runs: 5, latencySeconds: 5, maxExtraRuns: 1 },
+        { warmSeconds: 6, runSeconds: 4, runs: 5, latencySeconds: 5, maxExtraRuns: 1, meshextNodeArgs },
     durationSeconds: 0,
   };
 
@@ -155,7 +159,7 @@ async function main(): Promise<void> {
       for (const g of groups) {
         const members = g.flatMap((sc) => sc.contenders.map((spec) => ({ sc, spec })));
         log(`group ${g.map((sc) => sc.id).join(', ')}: ${members.length} contenders, runs interleaved`);
-        const cells = await runGroup(members, { ...report.settings, work: WORK, wasmPaths, upstream, log, quiet, quietMaxMs: quick ? 0 : 5000 }, (done) => {
+        const cells = await runGroup(members, { ...report.settings, meshextNodeArgs, work: WORK, wasmPaths, upstream, log, quiet, quietMaxMs: quick ? 0 : 5000 }, (done) => {
           const sc = g.find((x) => x.id === done.scenario)!;
           const family = sc.bodyBytes ? 'upload' : sc.protocol;
           if (!rates.has(family) && sc.protocol === 'h1') {
@@ -169,7 +173,7 @@ async function main(): Promise<void> {
     }
     if (sections.has('profile') && upstream) {
       log('profile: meshext passthrough under wrk with --cpu-prof');
-      report.profile = await runProfile(WORK, upstream, quick ? 3 : 8, log);
+      report.profile = await runProfile(WORK, upstream, quick ? 3 : 8, log, meshextNodeArgs);
     }
     await stop(upstream);
     upstream = undefined;

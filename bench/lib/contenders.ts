@@ -364,6 +364,17 @@ ${body}`);
   return docs.join('\n---\n') + '\n';
 }
 
+/**
+ * Node options for the meshext processes the macro suite and the profile measure. V8's
+ * allocation-site pretenuring throws a third to a half of meshext processes, at random and mostly
+ * when load resumes after an idle spell (as it does between the bench's turns), into a degraded GC
+ * mode that costs 20-50% more CPU per request for minutes (bench/lib/macro.ts GC_DEGRADED_SHARE);
+ * without it no process entered that mode (0 of 8; 15 of 44 with it) and the CPU per request was
+ * that of the normal mode (34.4-36.6 vs 34-36 µs passthrough). `--v8-pretenuring` measures
+ * meshext with V8's default.
+ */
+export const MESHEXT_NODE_ARGS = ['--no-allocation-site-pretenuring'];
+
 export interface MeshextOptions {
   port: number;
   adminPort: number;

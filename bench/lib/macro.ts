@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { CORES, label, meshextLog, specTag, startContender, type ContenderSpec, type Running } from './contenders.ts';
 import { runH2load, runWrk, type WrkResult } from './load.ts';
 import { BusyWindow, isBusy, waitQuiet, type BusyReport, type QuietBudget } from './machine.ts';
-import { CLK_TCK, sleep, treeRssKiB, treeTicks, type Started } from './proc.ts';
+import { CLK_TCK, sleep, threadTicksByName, treeRssKiB, treeTicks, type Started } from './proc.ts';
 import { median, spread } from './stats.ts';
 
 export interface Scenario {
@@ -37,6 +37,15 @@ export interface RunSample {
   errors: number;
   busy: BusyReport;
   flagged: boolean;
+  /** meshext: CPU of V8's platform worker threads (concurrent GC, background compilation), µs per request. */
+  v8WorkerUsPerReq?: number;
+  /** meshext: the same as a fraction of the process's CPU in the run. */
+  v8WorkerShare?: number;
+  /**
+   * meshext: V8's worker threads took more than GC_DEGRADED_SHARE of the process's CPU: the mark of
+   * V8's degraded GC mode (or of a turn where the machine slowed down for every contender at once).
+   */
+  gcDegraded?: boolean;
 }
 
 export interface CellResult {
@@ -76,6 +85,8 @@ export interface MacroOptions {
   quiet: QuietBudget;
   /** Longest wait before one run. */
   quietMaxMs: number;
+  /** Node options for meshext's processes (contenders.ts MESHEXT_NODE_ARGS, or none). */
+  meshextNodeArgs: string[];
 }
 
 const HEADERS = { 'x-number': '7' };
@@ -190,7 +201,7 @@ async function prepare(sc: Scenario, spec: ContenderSpec, slot: number, o: Macro
   const cell = newCell(sc, spec);
   let r: Running;
   try {
-    r = await startContender(spec, o.work, o.wasmPaths, [], slot);
+    r = await startContender(spec, o.work, o.wasmPaths, spec.proxy === 'meshext' ? o.meshextNodeArgs : [], slot);
   } catch (e) {
     cell.status = spec.ext.startsWith('wasm') ? 'unavailable' : 'failed';
     cell.note = `did not start: ${(e as Error).message}`;
@@ -220,16 +231,47 @@ async function prepare(sc: Scenario, spec: ContenderSpec, slot: number, o: Macro
   }
 }
 
+/**
+ * V8's degraded GC mode, why the bench runs meshext with --no-allocation-site-pretenuring
+ * (contenders.ts MESHEXT_NODE_ARGS). Identical meshext processes measured side by side were not
+ * alike: with V8's defaults about one in three (15 of 44 passthrough processes in 11 trials of 4
+ * processes) fell, mostly when load resumed after an idle spell, into a state where V8's
+ * allocation-site pretenuring allocates short-lived request objects straight into the old
+ * generation. Those dead old objects keep the young ones they point to alive through the
+ * remembered set, so every scavenge copies 20-30 MB (15-30 ms instead of ~1) and a mark-compact
+ * follows every ~0.5 s under load, for minutes: CPU per request 18-20% higher (41 vs 35 µs in
+ * passthrough), V8's platform worker threads (concurrent marking) at 10-23% of the process's CPU
+ * instead of 0-3%. Which process falls into it is random: it did not follow the start order (3/11,
+ * 4/11, 4/11, 4/11 by start position), so rotating the start order would not have helped, and
+ * replacing the processes caught in it churned (under the bench's idle-then-load turns a fresh
+ * process was often caught again a turn later). Under the bench's turns it was more frequent
+ * still: in one partial run both passthrough baselines were in it for all five turns (Wasm parity
+ * then "cost" −13%) and a 16-stack Lua cell fell into it at its fourth turn (65 → 97 µs/req).
+ * With --no-allocation-site-pretenuring no process entered it (0 of 8; in a partial bench run no
+ * cell stayed in it, only two turns raised every meshext cell's V8 workers at once, the machine)
+ * and the CPU per request was that of the normal mode (34.4-36.6 µs), at no cost in bench time.
+ *
+ * Each meshext run still records its V8 workers' share of the process's CPU; a run above this
+ * fraction is marked (log and summary.json), so the mode shows if it comes back (`--v8-pretenuring`
+ * or another trigger). A turn where the machine slows down can raise every contender's share at
+ * once; the turn-by-turn costs cancel that. A fraction rather than µs per request, so that heavier
+ * extension cells are judged alike.
+ */
+export const GC_DEGRADED_SHARE = 0.08;
+
 /** One measured run of a live contender. */
 async function measure(m: Live, o: MacroOptions, n: number): Promise<RunSample> {
   const { sc, r } = m;
   await sleep(200);
   await waitQuiet(m.pids, o.quiet, o.quietMaxMs);
   const t0 = r.proc ? treeTicks(r.proc.pid) : 0;
+  const isMeshext = r.spec.proxy === 'meshext' && r.proc !== undefined;
+  const v0 = isMeshext ? (threadTicksByName(r.proc!.pid).get('V8Worker') ?? 0) : 0;
   const w = new BusyWindow(m.pids);
   const res = await loadOnce(sc, r, o.runSeconds, m.tag, o.work);
   const busy = w.end();
   const ticks = r.proc ? treeTicks(r.proc.pid) - t0 : NaN;
+  const v8Us = isMeshext ? (((threadTicksByName(r.proc!.pid).get('V8Worker') ?? 0) - v0) / CLK_TCK) * 1e6 : NaN;
   const cpuUs = (ticks / CLK_TCK) * 1e6;
   const sample: RunSample = {
     rps: res.rps,
@@ -241,8 +283,13 @@ async function measure(m: Live, o: MacroOptions, n: number): Promise<RunSample> 
     busy,
     flagged: isBusy(busy),
   };
+  if (isMeshext && res.requests > 0) {
+    sample.v8WorkerUsPerReq = v8Us / res.requests;
+    sample.v8WorkerShare = ticks > 0 ? v8Us / ((ticks / CLK_TCK) * 1e6) : 0;
+    sample.gcDegraded = sample.v8WorkerShare > GC_DEGRADED_SHARE;
+  }
   m.cell.runs.push(sample);
-  o.log(`    ${m.cell.label} run ${n}: ${Math.round(sample.rps)} req/s, ${sample.cpuUsPerReq.toFixed(1)} µs/req, proxy ${(sample.proxyCore * 100).toFixed(0)}% core, foreign ${busy.foreignCores.toFixed(2)} cores${sample.flagged ? ' [BUSY]' : ''}${sample.errors ? ` errors=${sample.errors}` : ''}`);
+  o.log(`    ${m.cell.label} run ${n}: ${Math.round(sample.rps)} req/s, ${sample.cpuUsPerReq.toFixed(1)} µs/req, proxy ${(sample.proxyCore * 100).toFixed(0)}% core, foreign ${busy.foreignCores.toFixed(2)} cores${sample.v8WorkerUsPerReq !== undefined ? `, V8 workers ${sample.v8WorkerUsPerReq.toFixed(2)} µs/req (${((sample.v8WorkerShare ?? 0) * 100).toFixed(1)}%)` : ''}${sample.flagged ? ' [BUSY]' : ''}${sample.gcDegraded ? ' [V8 WORKERS HIGH]' : ''}${sample.errors ? ` errors=${sample.errors}` : ''}`);
   return sample;
 }
 

@@ -157,6 +157,32 @@ export function treeTicks(pid: number): number {
   return t;
 }
 
+/**
+ * utime+stime of a process's threads grouped by thread name (comm), in clock ticks. For Node,
+ * "V8Worker" threads are V8's platform workers: concurrent marking and sweeping, background
+ * compilation.
+ */
+export function threadTicksByName(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + Number(f[11]) + Number(f[12]));
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out;
+}
+
 /** Resident set size of one process in KiB (VmRSS). */
 export function rssKiB(pid: number): number {
   try {

@@ -185,7 +185,8 @@ export function foldProfiles(files: string[], w?: Window): Omit<ProfileResult, '
   };
 }
 
-export async function runProfile(work: string, upstream: Started, seconds: number, log: (s: string) => void): Promise<ProfileResult> {
+/** `nodeArgs`: Node options of the measured meshext (run.ts passes contenders.ts MESHEXT_NODE_ARGS). */
+export async function runProfile(work: string, upstream: Started, seconds: number, log: (s: string) => void, nodeArgs: string[] = []): Promise<ProfileResult> {
   void upstream;
   const dir = join(work, 'cpuprof');
   rmSync(dir, { recursive: true, force: true });
@@ -201,7 +202,7 @@ export async function runProfile(work: string, upstream: Started, seconds: numbe
       concurrency: 1,
       wasmPaths: {},
       tag: 'profile',
-      nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '250'],
+      nodeArgs: [...nodeArgs, '--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '250'],
     });
     await runWrk({ url: `http://127.0.0.1:${PORTS.profile}/`, connections: 50, seconds: 1, cpus: CORES.load, workDir: work, tag: 'profile-warm' });
     loadStart = Date.now();

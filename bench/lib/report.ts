@@ -5,7 +5,7 @@
  * figures are published ones and say so.
  */
 import { label, type LuaEngineSetting } from './contenders.ts';
-import type { CellResult } from './macro.ts';
+import { GC_DEGRADED_SHARE, type CellResult } from './macro.ts';
 import { BUSY_THRESHOLD_CORES, type BusyReport, type MachineInfo } from './machine.ts';
 import { ENVOY_PUBLISHED, type MemoryPoint, type MemVariant } from './memory.ts';
 import type { MicroResult } from './micro-runner.ts';
@@ -26,7 +26,8 @@ export interface Report {
   micro: MicroResult | undefined;
   profile: ProfileResult | undefined;
   niceness: number;
-  settings: { warmSeconds: number; runSeconds: number; runs: number; latencySeconds: number; maxExtraRuns: number };
+  /** meshextNodeArgs: Node options of the measured meshext processes (absent in older runs: none). */
+  settings: { warmSeconds: number; runSeconds: number; runs: number; latencySeconds: number; maxExtraRuns: number; meshextNodeArgs?: string[] };
   durationSeconds: number;
   /** Sections re-run later and merged in (run.ts --merge). */
   reruns?: Array<{ sections: string[]; scenarios?: string[]; date: string; seconds: number }>;
@@ -202,6 +203,18 @@ function cellTable(r: Report, cells: CellResult[], h2: boolean): string[] {
   return L;
 }
 
+/** The method line on V8's degraded GC mode (bench/lib/contenders.ts MESHEXT_NODE_ARGS), with this run's counts. */
+function gcModeText(r: Report): string[] {
+  const args = r.settings.meshextNodeArgs;
+  if (args === undefined) return [];
+  const runs = r.cells.filter((c) => c.spec.proxy === 'meshext').flatMap((c) => c.runs.filter((x) => x.v8WorkerShare !== undefined));
+  const marked = runs.filter((x) => x.gcDegraded).length;
+  const off = args.includes('--no-allocation-site-pretenuring');
+  return [
+    `- **V8's degraded GC mode (meshext):** ${off ? 'meshext runs here under `node --no-allocation-site-pretenuring`' : 'meshext runs here with V8\'s default allocation-site pretenuring (`--v8-pretenuring`)'}. With V8's default, identical meshext processes are not alike: a third to a half of them fall, at random (not by their start order; mostly when load resumes after an idle spell, as between the turns here), into a mode where pretenuring sends short-lived request objects to the old generation, scavenges copy 20-30 MB each and a mark-compact follows every ~0.5 s; CPU per request is 20-50% higher for minutes. A cell measured on such a process shifted its extension cost against its baseline by as much (a Wasm parity cost of −13% in one run). Without pretenuring no process entered the mode and the CPU per request was that of the normal mode. Each meshext run records the CPU of V8's worker threads (concurrent marking, background compilation); ${marked} of ${runs.length} meshext runs here had them above ${Math.round(GC_DEGRADED_SHARE * 100)}% of the process's CPU (0-3% normally, 10-23% in the mode; a turn where the machine slowed down can raise every contender's at once, which the turn-by-turn costs cancel).`,
+  ];
+}
+
 export function renderReport(r: Report, plots: string[]): string {
   const m = r.machine;
   const s = r.settings;
@@ -221,6 +234,7 @@ export function renderReport(r: Report, plots: string[]): string {
     `- **Runs:** per cell, a ${s.warmSeconds} s warm-up, then ${s.runs} runs of ${s.runSeconds} s, interleaved: the contenders of a group (passthrough, Lua and Wasm parity; each stack with its own meshext baseline; upload; HTTP/2) all run at once on their own ports, idle except when measured, and take turns run by run, so a drift in the VM's speed lands on all of them alike (HTTP/1.1: wrk, 1 thread, 50 keep-alive connections; HTTP/2: h2load 10 connections x 10 streams). Tables give the median and the spread (± half the max–min range over the median).`,
     `- **Proxy CPU per request:** utime+stime of the proxy's process tree from /proc/<pid>/stat over each run, divided by the requests served. It is the fairest figure where the load core saturates before the proxy core ("proxy core busy" shows how loaded core 1 was).`,
     `- **Busy machine:** this is a shared development machine. Each run records the CPU used by processes outside the measurement (all CPU minus the proxy, the upstream, the load generator and the bench). A run with more than ${BUSY_THRESHOLD_CORES} cores of such foreign CPU (or any steal) is flagged; the bench waits briefly for a quiet machine before each run, re-runs flagged cells up to ${s.maxExtraRuns} times, and computes the median over unflagged runs when at least two exist. "runs (busy)" counts them. Before this run: ${r.idleBefore.foreignCores.toFixed(2)} cores foreign, load average ${r.idleBefore.loadavg1}.`,
+    ...gcModeText(r),
     `- **Latency at a fixed rate:** wrk2 (constant-rate wrk) is not packaged in Debian, so the bench paces wrk with its Lua \`delay()\` hook (per-connection random whole-ms delays whose mean gives the target rate). The rate is the same for every contender: half of meshext's passthrough maximum measured at the start of the run. This pacing is not coordinated-omission-corrected like wrk2: the percentiles are service latencies at that offered rate. p99/p99.9 on a shared machine are noisy: reported, not gated on.`,
     '- **Extensions:** the same logic everywhere. Parity = Istio\'s Lua example (x-number → dynamic metadata → x-parity response header); nginx runs it in `access_by_lua_block` + `header_filter_by_lua_block`, HAProxy as `http-request`/`http-response` Lua actions, meshext as a TrafficExtension (Lua inlineCode, or the AssemblyScript plugin in bench/plugins/parity.as). N stacked = N TrafficExtensions (meshext), N action pairs (HAProxy), N repetitions inside the one handler nginx allows per phase. Every cell first sends a check request and must see `x-parity: odd` (or `x-body-bytes`), else the cell is reported as failed / not available. meshext\'s Lua rows name the engine meshext reported using (admin /config_dump); in the Lua parity and stacked scenarios a second meshext Lua row runs the same script with the bootstrap\'s `lua.engine: luajit` forced, measured in the same turns.',
     '',
