@@ -39,6 +39,8 @@ const sections = new Set(opt('only') ?? ['macro', 'memory', 'micro', 'profile'])
 const onlyScenarios = opt('scenarios');
 const niceness = Number(opt('nice')?.[0] ?? 0);
 const meshextNodeArgs = argv.includes('--v8-pretenuring') ? [] : MESHEXT_NODE_ARGS;
+// meshext turns pretenuring off by itself unless told not to (src/proxy/proxy.ts)
+if (argv.includes('--v8-pretenuring')) process.env.MESHEXT_V8_PRETENURING = '1';
 setNiceness(niceness);
 
 const started = Date.now();

@@ -370,8 +370,9 @@ ${body}`);
  * when load resumes after an idle spell (as it does between the bench's turns), into a degraded GC
  * mode that costs 20-50% more CPU per request for minutes (bench/lib/macro.ts GC_DEGRADED_SHARE);
  * without it no process entered that mode (0 of 8; 15 of 44 with it) and the CPU per request was
- * that of the normal mode (34.4-36.6 vs 34-36 µs passthrough). `--v8-pretenuring` measures
- * meshext with V8's default.
+ * that of the normal mode (34.4-36.6 vs 34-36 µs passthrough). meshext now turns the feature off
+ * itself (src/proxy/proxy.ts); the flag stays here so the bench does not depend on that.
+ * `--v8-pretenuring` measures meshext with V8's default (it also sets MESHEXT_V8_PRETENURING=1).
  */
 export const MESHEXT_NODE_ARGS = ['--no-allocation-site-pretenuring'];
 

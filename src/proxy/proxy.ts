@@ -201,6 +201,13 @@ export class Proxy implements AdminSource {
       // code); this thread's existing context does not. There is no other way to ask V8 for a
       // full collection.
       setFlagsFromString('--expose-gc');
+      // V8's allocation-site pretenuring put about a third of meshext processes, at random and
+      // usually when load resumed after an idle spell, into a mode where short-lived request
+      // objects are allocated old: every scavenge then copies 20-30 MB (15-30 ms instead of ~1)
+      // and a full GC runs every ~0.5 s, +18-50% CPU per request for minutes (bench/README.md).
+      // Request objects never live long enough to gain from pretenuring. MESHEXT_V8_PRETENURING=1
+      // keeps V8's default.
+      if (process.env.MESHEXT_V8_PRETENURING !== '1') setFlagsFromString('--no-allocation-site-pretenuring');
       const started = await Promise.allSettled(
         Array.from({ length: workers }, (_, workerId) => {
           // wasmShared carries the worker's MessagePort to this thread's Wasm compile service.
