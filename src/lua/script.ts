@@ -247,7 +247,9 @@ export class LuaScript {
     this.#ioQueue = state.ioQueueBytes ?? 0;
     if (isCompiledState(state)) {
       // the compiled tier: no prelude or sandbox to run, the hooks call the host table directly
-      state.setHostTable('__meshext_host', this.#hostTable());
+      // unwrapped: a compiled hook runs inside the state's try/catch, where a host function's
+      // exception becomes this hook's script error (there is no engine for it to unwind through)
+      state.setHostTable('__meshext_host', this.#hostTable(false));
       this.hooks = state.loadScript(code);
       this.#logMissingHooks();
       return;
@@ -512,7 +514,7 @@ export class LuaScript {
   }
 
   // ------------------------------------------------------------------ host functions
-  #hostTable(): Record<string, HostFunction> {
+  #hostTable(wrap = true): Record<string, HostFunction> {
     const ctxs = this.#ctxs;
     const log = this.log;
     const opts = this.options;
@@ -896,6 +898,7 @@ export class LuaScript {
         return undefined;
       },
     };
+    if (!wrap) return host;
     // Every host function is wrapped once: a JS exception must never unwind through an engine.
     // Writes the prelude queued are applied first, so that the call sees them.
     for (const [k, fn] of Object.entries(host)) {
