@@ -22,6 +22,7 @@
  */
 import { createRequire } from 'node:module';
 import type * as L from 'luaparse';
+import { quickOutside } from './subset.ts';
 
 /**
  * luaparse is loaded on the first script that passes the quick check below: a worker whose Lua
@@ -33,12 +34,6 @@ function luaparse(): typeof import('luaparse') {
   parser ??= createRequire(import.meta.url)('luaparse') as typeof import('luaparse');
   return parser;
 }
-
-/**
- * Words that put a script outside the subset wherever they appear as code. A match inside a string
- * or a comment only sends the script to LuaJIT, which is always safe.
- */
-const OUTSIDE = /\b(while|for|repeat|goto|break)\b|\.\.\./;
 
 export type CompileResult =
   | { ok: true; js: string; hooks: number }
@@ -119,11 +114,8 @@ export function compileLua(code: string): CompileResult {
 
 function compileUncached(code: string): CompileResult {
   const src = luaBytes(code);
-  const quick = OUTSIDE.exec(src);
-  if (quick) {
-    const line = src.slice(0, quick.index).split('\n').length;
-    return { ok: false, reason: quick[0] === '...' ? 'varargs (...)' : quick[0] === 'goto' || quick[0] === 'break' ? quick[0] : 'a loop', line };
-  }
+  const quick = quickOutside(src);
+  if (quick) return { ok: false, ...quick };
   let ast: L.Chunk;
   try {
     ast = luaparse().parse(src, { luaVersion: 'LuaJIT', encodingMode: 'pseudo-latin1', locations: true, ranges: true, comments: false, scope: false });

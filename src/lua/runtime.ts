@@ -14,10 +14,9 @@ import {
   type LoadedExtension,
   type WorkerServices,
 } from '../proxy/extension-runtime.ts';
-import { compiledEngine } from './compiled-engine.ts';
-import { compileLua } from './compiler.ts';
 import type { LuaEngine } from './engine.ts';
 import { selectEngine, type EngineChoice } from './engines.ts';
+import { quickOutside } from './subset.ts';
 import { LuaScript, type LuaFilterStats } from './script.ts';
 
 export const DEFAULT_LUA_OPTIONS = {
@@ -51,11 +50,16 @@ export const luaRuntime: ExtensionRuntime = {
     // other on LuaJIT; 'compiled' insists on the subset, 'luajit' and 'wasm' never compile.
     let notCompiled: string | undefined;
     if (o.engine === 'auto' || o.engine === 'compiled') {
-      const c = compileLua(code);
-      if (c.ok) engine = compiledEngine;
-      else if (o.engine === 'compiled') {
-        throw issue(`lua engine 'compiled' was requested but the script is outside the compiled subset: ${c.reason} (script line ${c.line}); use engine 'auto' to run it on LuaJIT`);
-      } else notCompiled = `${c.reason} (script line ${c.line})`;
+      // the compiler and its parser load only for a script that may be inside the subset
+      const c = quickOutside(code) ?? (await import('./compiler.ts')).compileLua(code);
+      if ('ok' in c && c.ok) engine = (await import('./compiled-engine.ts')).compiledEngine;
+      else {
+        const why = c as { reason: string; line: number };
+        if (o.engine === 'compiled') {
+          throw issue(`lua engine 'compiled' was requested but the script is outside the compiled subset: ${why.reason} (script line ${why.line}); use engine 'auto' to run it on LuaJIT`);
+        }
+        notCompiled = `${why.reason} (script line ${why.line})`;
+      }
     }
     try {
       engine ??= await selectEngine(o.engine as EngineChoice);

@@ -22,7 +22,7 @@ import {
   type LuaState,
   type LuaValue,
 } from './engine.ts';
-import { isCompiledState } from './compiled-engine.ts';
+import type { CompiledLuaState } from './compiled-engine.ts';
 import { Direction, LuaHttpFilter, luaArray } from './filter.ts';
 import { COMPAT_LUAJIT, PRELUDE, SANDBOX } from './prelude.ts';
 
@@ -245,12 +245,14 @@ export class LuaScript {
     this.#io = io ? Buffer.from(io.buffer, io.byteOffset, io.byteLength) : undefined;
     this.#dv = io ? new DataView(io.buffer, io.byteOffset, io.byteLength) : undefined;
     this.#ioQueue = state.ioQueueBytes ?? 0;
-    if (isCompiledState(state)) {
+    // the compiled tier's state (duck-typed: importing it here would load it in every Lua worker)
+    if ('loadScript' in state) {
+      const compiled = state as CompiledLuaState;
       // the compiled tier: no prelude or sandbox to run, the hooks call the host table directly
       // unwrapped: a compiled hook runs inside the state's try/catch, where a host function's
       // exception becomes this hook's script error (there is no engine for it to unwind through)
-      state.setHostTable('__meshext_host', this.#hostTable(false));
-      this.hooks = state.loadScript(code);
+      compiled.setHostTable('__meshext_host', this.#hostTable(false));
+      this.hooks = compiled.loadScript(code);
       this.#logMissingHooks();
       return;
     }
