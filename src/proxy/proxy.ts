@@ -23,6 +23,25 @@ const log = logger('main');
 export { VERSION } from '../version.ts';
 import { VERSION } from '../version.ts';
 
+/**
+ * V8 flags set before the workers start (V8 flags are process-wide; isolates created afterwards
+ * take them).
+ * - `--expose-gc`: contexts created from now on get gc(): the workers' (worker.ts collects after
+ *   loading code); this thread's existing context does not. There is no other way to ask V8 for a
+ *   full collection.
+ * - `--no-allocation-site-pretenuring`: V8's allocation-site pretenuring put about a third of
+ *   meshext processes, at random and usually when load resumed after an idle spell, into a mode
+ *   where short-lived request objects are allocated old: every scavenge then copies 20-30 MB
+ *   (15-30 ms instead of ~1) and a full GC runs every ~0.5 s, +18-50% CPU per request for minutes
+ *   (bench/README.md). Request objects never live long enough to gain from pretenuring.
+ *   MESHEXT_V8_PRETENURING=1 keeps V8's default.
+ */
+export function workerV8Flags(env: NodeJS.ProcessEnv): string[] {
+  const flags = ['--expose-gc'];
+  if (env.MESHEXT_V8_PRETENURING !== '1') flags.push('--no-allocation-site-pretenuring');
+  return flags;
+}
+
 export interface ProxyOptions {
   bootstrap: BootstrapConfig;
   /**
@@ -197,17 +216,7 @@ export class Proxy implements AdminSource {
       const { availableParallelism } = await import('node:os');
       workers = opts.concurrency === 0 ? availableParallelism() : opts.concurrency;
       bootstrap = await resolveEphemeralPorts(bootstrap);
-      // Contexts created from now on get gc(): the workers' (worker.ts collects after loading
-      // code); this thread's existing context does not. There is no other way to ask V8 for a
-      // full collection.
-      setFlagsFromString('--expose-gc');
-      // V8's allocation-site pretenuring put about a third of meshext processes, at random and
-      // usually when load resumed after an idle spell, into a mode where short-lived request
-      // objects are allocated old: every scavenge then copies 20-30 MB (15-30 ms instead of ~1)
-      // and a full GC runs every ~0.5 s, +18-50% CPU per request for minutes (bench/README.md).
-      // Request objects never live long enough to gain from pretenuring. MESHEXT_V8_PRETENURING=1
-      // keeps V8's default.
-      if (process.env.MESHEXT_V8_PRETENURING !== '1') setFlagsFromString('--no-allocation-site-pretenuring');
+      for (const flag of workerV8Flags(process.env)) setFlagsFromString(flag);
       const started = await Promise.allSettled(
         Array.from({ length: workers }, (_, workerId) => {
           // wasmShared carries the worker's MessagePort to this thread's Wasm compile service.

@@ -38,3 +38,9 @@ test('a worker collects after start, after the first extension set and after an 
   assert.equal(forced, 3, 'one worker: after start, after the first set, after the update');
   assert.ok(out.includes('MARK typeof gc in main: undefined'), 'the main thread does not get gc()');
 });
+
+test("V8's allocation-site pretenuring is off for the workers unless MESHEXT_V8_PRETENURING=1", async () => {
+  const { workerV8Flags } = await import('../../src/proxy/proxy.ts');
+  assert.deepEqual(workerV8Flags({}), ['--expose-gc', '--no-allocation-site-pretenuring']);
+  assert.deepEqual(workerV8Flags({ MESHEXT_V8_PRETENURING: '1' }), ['--expose-gc']);
+});
