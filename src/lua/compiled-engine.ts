@@ -18,7 +18,6 @@ import {
   type LuaValue,
   type PushValue,
   type ResumeResult,
-  type StateOptions,
   type ThreadRef,
 } from './engine.ts';
 
@@ -566,11 +565,6 @@ class CompiledState implements LuaState {
   #hooks: [Hook, Hook] = [undefined, undefined];
   readonly #handles: (Handle | undefined)[] = [undefined, undefined];
   #chunk = '';
-  #memoryLimit: number;
-
-  constructor(o: StateOptions) {
-    this.#memoryLimit = o.memoryLimitBytes;
-  }
 
   /** Compiles the script; returns its hook mask. Throws LuaScriptError when it is outside the subset. */
   loadScript(code: string): number {
@@ -647,7 +641,6 @@ class CompiledState implements LuaState {
 
   close(): void {
     this.#hooks = [undefined, undefined];
-    void this.#memoryLimit;
   }
 }
 
@@ -655,13 +648,11 @@ export interface CompiledLuaState extends LuaState {
   loadScript(code: string): number;
 }
 
-export function isCompiledState(s: LuaState): s is CompiledLuaState {
-  return s instanceof CompiledState;
-}
 
 export const compiledEngine: LuaEngine = {
   name: 'compiled',
   version: 'Lua 5.1 subset compiled to JavaScript',
   compatPrelude: '',
-  createState: (o) => new CompiledState(o),
+  // no memory cap or budget to apply: a compiled hook runs each statement at most once
+  createState: () => new CompiledState(),
 };

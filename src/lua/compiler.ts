@@ -248,7 +248,7 @@ class Compiler {
         return parts.join(' ');
       }
       case 'CallStatement':
-        return `${this.#call(st.expression, scope, true)};`;
+        return `${this.#call(st.expression, scope)};`;
       case 'IfStatement': {
         let out = '';
         for (const c of st.clauses) {
@@ -293,7 +293,7 @@ class Compiler {
    * opens the list the expression is in, which is not one of its own parentheses.
    */
   #raw(e: L.Expression, scope: Scope, open = -1): string {
-    if (isCall(e) && !this.#parenthesized(e, open)) return this.#call(e, scope, false);
+    if (isCall(e) && !this.#parenthesized(e, open)) return this.#call(e, scope);
     return this.#expr(e, scope);
   }
 
@@ -324,7 +324,7 @@ class Compiler {
       case 'CallExpression':
       case 'StringCallExpression':
       case 'TableCallExpression': {
-        const c = this.#call(e, scope, false);
+        const c = this.#call(e, scope);
         // only get() and the methods that return nothing can yield "no value"
         return /^R\.m_(get|add|replace|remove|set|log\w+)\(/.test(c) ? `R.one(${c})` : c;
       }
@@ -409,7 +409,7 @@ class Compiler {
     return `R.table([${parts.join(', ')}])`;
   }
 
-  #args(e: L.CallExpression | L.StringCallExpression | L.TableCallExpression, scope: Scope): L.Expression[] {
+  #args(e: L.CallExpression | L.StringCallExpression | L.TableCallExpression): L.Expression[] {
     if (e.type === 'StringCallExpression') return [e.argument];
     if (e.type === 'TableCallExpression') return [e.arguments];
     return e.arguments;
@@ -422,11 +422,10 @@ class Compiler {
     return out.join(', ');
   }
 
-  #call(e: L.Expression, scope: Scope, statement: boolean): string {
+  #call(e: L.Expression, scope: Scope): string {
     if (e.type !== 'CallExpression' && e.type !== 'StringCallExpression' && e.type !== 'TableCallExpression') throw new Ineligible(describeExpression(e), e);
-    void statement;
     const base = e.base;
-    const args = this.#args(e, scope);
+    const args = this.#args(e);
     const open = this.#openOffset(e);
     const line = this.#lineAt(open);
     if (base.type === 'MemberExpression' && base.indexer === ':') {
