@@ -26,6 +26,8 @@ import { newRequestId } from './request-id.ts';
 import { tls } from './node-builtins.ts';
 import { Http1ParseError, type Http1Head } from './http1/parser.ts';
 import { Http1ServerConnection, type Http1ServerStream, type Http1StreamHost } from './http1/server.ts';
+import type { ByteStream } from './transport/byte-stream.ts';
+import { NativeServer, nativeTransportAvailable, type NativeSocket } from './transport/native-socket.ts';
 
 const log = logger('http');
 
@@ -95,9 +97,9 @@ export class HttpListener implements StreamContext, Http1StreamHost {
   chain: readonly HttpFilterFactory[];
   routes: RouteTable | undefined;
   readonly bufferLimit: number;
-  #server: net.Server | undefined;
+  #server: net.Server | NativeServer | undefined;
   #h2: http2.Http2Server;
-  readonly #sockets = new Set<net.Socket>();
+  readonly #sockets = new Set<ByteStream>();
   /** HTTP/1.1 connections (our own codec; see http1/server.ts). */
   readonly #h1Connections = new Set<Http1ServerConnection>();
   readonly #stats: ListenerStats;
@@ -166,16 +168,11 @@ export class HttpListener implements StreamContext, Http1StreamHost {
       for (const c of this.#h1Connections) c.sweepIdle();
     }, H1_IDLE_TIMEOUT_MS / 4);
     this.#idleSweep.unref();
-    const onSocket = (socket: net.Socket) => {
+    const onSocket = (socket: ByteStream) => {
       this.#stats.cxTotal.inc();
-      this.#stats.cxActive.add(1);
-      this.#sockets.add(socket);
-      socket.once('close', () => {
-        this.#sockets.delete(socket);
-        this.#stats.cxActive.sub(1);
-      });
+      this.#track(socket);
     };
-    let server: net.Server;
+    let server: net.Server | NativeServer;
     const t = this.config.tls;
     if (t) {
       const h2 = this.#h2;
@@ -205,6 +202,14 @@ export class HttpListener implements StreamContext, Http1StreamHost {
         }
       });
       server.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'));
+    } else if (nativeTransportAvailable()) {
+      // Plaintext on the native transport (transport/native-socket.ts): it listens itself, with
+      // SO_REUSEPORT as node:net's reusePort.
+      this.#server = new NativeServer(this.config.address, this.config.port, 4096, (socket) => {
+        onSocket(socket);
+        this.#sniffNative(socket);
+      });
+      return;
     } else {
       const h2 = this.#h2;
       server = net.createServer({ noDelay: true }, (socket) => {
@@ -250,8 +255,66 @@ export class HttpListener implements StreamContext, Http1StreamHost {
     });
   }
 
-  #acceptHttp1(socket: net.Socket): Http1ServerConnection {
-    const conn = new Http1ServerConnection(socket, this, { maxHeaderBytes: MAX_REQUEST_HEADER_BYTES });
+  /** Counts a connection as active until it closes, and closes it with the listener. */
+  #track(socket: ByteStream): void {
+    this.#stats.cxActive.add(1);
+    this.#sockets.add(socket);
+    socket.once('close', () => {
+      this.#sockets.delete(socket);
+      this.#stats.cxActive.sub(1);
+    });
+  }
+
+  /**
+   * The preface sniffing of the node:net path, for a native socket: HTTP/1.x stays on it; an
+   * HTTP/2 client with prior knowledge is handed to node:http2 on a node:net socket made from the
+   * connection's file descriptor, with the bytes read so far put back.
+   */
+  #sniffNative(socket: NativeSocket): void {
+    let seen: Buffer | undefined;
+    const sniff = (chunk: Buffer) => {
+      const bytes = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(bytes.length, H2_PREFACE.length);
+      const prefixMatches = bytes.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (prefixMatches && n < H2_PREFACE.length) {
+        seen = Buffer.from(bytes); // the read buffer is reused
+        return;
+      }
+      socket.off('data', sniff);
+      if (!prefixMatches) {
+        this.#acceptHttp1(socket, true);
+        // The codec's reader is attached now: give it what was read (still valid in this call).
+        socket.onBytes(bytes);
+        return;
+      }
+      const kept = Buffer.from(bytes);
+      this.#sockets.delete(socket);
+      this.#stats.cxActive.sub(1);
+      let fd: number;
+      try {
+        fd = socket.detachFd();
+      } catch (err) {
+        log.debug({ err }, 'could not hand an HTTP/2 connection to node:http2');
+        return;
+      }
+      const h2Socket = new net.Socket({ fd, readable: true, writable: true });
+      h2Socket.setNoDelay(true);
+      this.#track(h2Socket);
+      h2Socket.pause();
+      h2Socket.unshift(kept);
+      this.#h2.emit('connection', h2Socket);
+    };
+    socket.on('data', sniff);
+    socket.once('end', () => {
+      if (!socket.destroyed && !this.#h1Sockets.has(socket)) socket.destroy();
+    });
+  }
+
+  readonly #h1Sockets = new WeakSet<ByteStream>();
+
+  #acceptHttp1(socket: ByteStream, reusedReadBuffer = false): Http1ServerConnection {
+    this.#h1Sockets.add(socket);
+    const conn = new Http1ServerConnection(socket, this, { maxHeaderBytes: MAX_REQUEST_HEADER_BYTES, reusedReadBuffer });
     this.#h1Connections.add(conn);
     if (this.#draining) conn.closeAfterResponse = true;
     return conn;

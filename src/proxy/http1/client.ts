@@ -12,6 +12,8 @@ import { DataBuffer } from '../../filters/data-buffer.ts';
 import { HeaderMap } from '../../filters/header-map.ts';
 import { Http1ParseError, Http1Parser, type Http1Events, type Http1Head } from './parser.ts';
 import { tls } from '../node-builtins.ts';
+import type { ByteStream } from '../transport/byte-stream.ts';
+import { connectNative } from '../transport/native-socket.ts';
 import { HOP_BY_HOP, isWritableHeader, serializeHeaders, serializeTrailers, writeFramed } from './wire.ts';
 
 /** Why an exchange failed, in Envoy's terms (the router maps these to local replies and flags). */
@@ -163,7 +165,7 @@ export class Http1Pool {
 
 class Http1ClientConnection implements Http1Events {
   readonly pool: Http1Pool;
-  readonly socket: net.Socket;
+  readonly socket: ByteStream;
   readonly parser: Http1Parser;
   exchange: Http1Exchange | undefined;
   connected = false;
@@ -179,7 +181,10 @@ class Http1ClientConnection implements Http1Events {
     this.pool = pool;
     const o = pool.options;
     this.parser = new Http1Parser(false, this);
-    const socket = o.tls
+    // Plaintext to an IP address runs on the native transport when it is built (see
+    // transport/native-socket.ts); names (DNS) and TLS go through node:net / node:tls.
+    const native = o.tls || net.isIP(o.host) === 0 ? undefined : connectNative(o.host, o.port);
+    const socket: ByteStream = native ?? (o.tls
       ? tls.connect({
           host: o.host,
           port: o.port,
@@ -195,7 +200,7 @@ class Http1ClientConnection implements Http1Events {
           // Reads land in one per-thread buffer and go straight to the parser, skipping the
           // Readable stream machinery; body bytes are copied out (receiveBody), heads become strings.
           onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf) },
-        });
+        }));
     this.socket = socket;
     this.#copyBody = !o.tls;
     socket.setNoDelay(true);
@@ -208,7 +213,7 @@ class Http1ClientConnection implements Http1Events {
     socket.setTimeout(o.connectTimeoutMs, () => {
       if (!this.connected) socket.destroy(new Http1ConnectError(`connect timeout after ${o.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT'));
     });
-    if (o.tls) socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    if (o.tls || native !== undefined) socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => {
       this.#error ??= err;
     });

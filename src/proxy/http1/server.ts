@@ -5,11 +5,11 @@
  * One stream at a time: a pipelined next request stays buffered (parser paused) until the current
  * response is complete, which also keeps responses in order.
  */
-import type { Socket } from 'node:net';
 import { DataBuffer } from '../../filters/data-buffer.ts';
 import { HeaderMap } from '../../filters/header-map.ts';
 import type { Address, DownstreamTls } from '../../filters/stream-info.ts';
 import type { DownstreamCodec, FilterManager } from '../filter-manager.ts';
+import type { ByteStream } from '../transport/byte-stream.ts';
 import { Http1ParseError, Http1Parser, type Http1Events, type Http1Head } from './parser.ts';
 import { reasonPhrase, serializeHeaders, serializeTrailers, writeFramed } from './wire.ts';
 
@@ -34,10 +34,12 @@ const INVALID_REASON = /[^\t\x20-\x7e\x80-\xff]/;
 
 export interface Http1ServerOptions {
   maxHeaderBytes: number;
+  /** Reads are views into a buffer the transport reuses (native transport): body bytes are copied. */
+  reusedReadBuffer?: boolean;
 }
 
 export class Http1ServerConnection implements Http1Events {
-  readonly socket: Socket;
+  readonly socket: ByteStream;
   readonly #host: Http1StreamHost;
   readonly #parser: Http1Parser;
   #current: Http1ServerStream | undefined;
@@ -47,14 +49,16 @@ export class Http1ServerConnection implements Http1Events {
   #socketPaused = false;
   #readDisabled = false;
   #idleSweeps = 0;
+  readonly #copyBody: boolean;
   /** Connection facts, read once (getpeername/getsockname are syscalls). */
   readonly remote: Address;
   readonly local: Address;
   tls: DownstreamTls | undefined;
   sni = '';
 
-  constructor(socket: Socket, host: Http1StreamHost, options: Http1ServerOptions) {
+  constructor(socket: ByteStream, host: Http1StreamHost, options: Http1ServerOptions) {
     this.socket = socket;
+    this.#copyBody = options.reusedReadBuffer === true;
     this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     this.local = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
     this.#host = host;
@@ -165,7 +169,7 @@ export class Http1ServerConnection implements Http1Events {
 
   onBody(chunk: Buffer): void {
     const cur = this.#current;
-    if (cur !== undefined && !cur.finished) cur.fm?.decodeData(new DataBuffer(chunk), false);
+    if (cur !== undefined && !cur.finished) cur.fm?.decodeData(new DataBuffer(this.#copyBody ? Buffer.from(chunk) : chunk), false);
   }
 
   onComplete(trailerNames: string[] | undefined, trailerValues: string[] | undefined): void {

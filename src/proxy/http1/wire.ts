@@ -2,11 +2,11 @@
  * Writing HTTP/1.1 messages: heads are built as one latin1 string and, when the body that follows
  * in the same tick is small, coalesced with it into one Buffer so a response costs one write.
  */
-import type { Socket } from 'node:net';
 import type { HeaderMap } from '../../filters/header-map.ts';
 import { logger } from '../../observability/log.ts';
 import { http } from '../node-builtins.ts';
 import { TCHAR } from './parser.ts';
+import type { ByteStream } from '../transport/byte-stream.ts';
 
 const log = logger('http');
 
@@ -121,7 +121,7 @@ function dropped(name: string, value: string): void {
  * Writes `prefix`, the data chunks and `suffix` (latin1 strings around the body) as one Buffer when
  * small, otherwise corked. Returns socket.write's backpressure result.
  */
-export function writeFramed(socket: Socket, prefix: string, data: readonly Buffer[], suffix: string): boolean {
+export function writeFramed(socket: ByteStream, prefix: string, data: readonly Buffer[], suffix: string): boolean {
   let total = prefix.length + suffix.length;
   for (let i = 0; i < data.length; i++) total += data[i]!.length;
   if (data.length === 0) {
