@@ -22,6 +22,7 @@ import { sharedState } from '../wasm/shared.ts';
 const log = logger('main');
 export { VERSION } from '../version.ts';
 import { VERSION } from '../version.ts';
+import { describeTransport } from './transport/native-socket.ts';
 
 /**
  * V8 flags set before the workers start (V8 flags are process-wide; isolates created afterwards
@@ -362,6 +363,8 @@ export class Proxy implements AdminSource {
       uptime_all_epochs: `${Math.round((Date.now() - this.#startedAt) / 1000)}s`,
       concurrency: this.#workers || 1,
       node: this.bootstrap.identity,
+      // meshext's own key: what plaintext HTTP/1.1 connections run on (see transport/native-socket.ts).
+      http1_transport: describeTransport(),
       command_line_options: this.#commandLine,
     };
   }

@@ -4,6 +4,8 @@
  * access-log file say about them.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { TRANSPORT_ADDON_PATH } from '../../src/proxy/transport/native-socket.ts';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,6 +88,8 @@ describe('admin + metrics + access log on a running proxy', { timeout: 30_000 },
     const info = JSON.parse((await get(proxy.adminPort, '/server_info')).body) as Record<string, unknown>;
     assert.equal(info.state, 'LIVE');
     assert.match(String(info.version), /\d+\.\d+\.\d+/);
+    // native when the addon is built (CI builds it), else node:net with the reason
+    assert.match(String(info.http1_transport), existsSync(TRANSPORT_ADDON_PATH) ? /^native$/ : /^node:net \(/);
     const listeners = await get(proxy.adminPort, '/listeners');
     assert.equal(listeners.body, `http::127.0.0.1:${proxy.ports.http}\n`);
     const clusters = await get(proxy.adminPort, '/clusters');

@@ -17,7 +17,10 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
+import { logger } from '../../observability/log.ts';
 import type { ByteStream } from './byte-stream.ts';
+
+const log = logger('connection');
 
 export const TRANSPORT_ADDON_PATH = fileURLToPath(new URL('../../../build/transport-native/meshext_transport.node', import.meta.url));
 
@@ -77,8 +80,19 @@ function transport(): Addon | undefined {
     addon = a;
   } catch (err) {
     loadError = `failed to load: ${(err as Error).message}`;
+    log.warn({ err, path: TRANSPORT_ADDON_PATH }, 'native transport did not load; plaintext HTTP/1.1 runs on node:net (rebuild it: npm run build:transport)');
   }
   return addon;
+}
+
+/**
+ * What plaintext HTTP/1.1 runs on, for /server_info, without loading anything in this thread:
+ * "native", or "node:net" with the reason.
+ */
+export function describeTransport(): string {
+  if (process.env.MESHEXT_TRANSPORT === 'node') return 'node:net (MESHEXT_TRANSPORT=node)';
+  if (!existsSync(TRANSPORT_ADDON_PATH)) return 'node:net (native transport not built: npm run build:transport)';
+  return 'native';
 }
 
 /** Whether plaintext HTTP/1.1 runs on the native transport in this thread, and if not, why. */
