@@ -558,6 +558,17 @@ export const RUNTIME = {
 };
 
 type Hook = ((h: Handle) => void) | undefined;
+type Make = (rt: typeof RUNTIME) => [Hook, Hook];
+
+/**
+ * Compiled scripts of this thread by source. The same script loaded again (another extension or
+ * listener with the same code, a reload) gets new hook closures from the same compiled function:
+ * V8 then shares their bytecode, feedback and optimized code instead of compiling each copy, and
+ * the parser does not run again. Entries are small (the generated JS); the oldest goes beyond
+ * COMPILED_MAX, so scripts replaced by reloads do not pile up.
+ */
+const COMPILED = new Map<string, { make: Make; hooks: number }>();
+const COMPILED_MAX = 256;
 
 /** One script's compiled hooks in one worker: the LuaState the filter drives, without coroutines. */
 class CompiledState implements LuaState {
@@ -568,12 +579,17 @@ class CompiledState implements LuaState {
 
   /** Compiles the script; returns its hook mask. Throws LuaScriptError when it is outside the subset. */
   loadScript(code: string): number {
-    const r = compileLua(code);
-    if (!r.ok) throw new LuaScriptError(`script is outside the compiled Lua subset: ${r.reason} (line ${r.line})`);
-    const make = new Function('R', r.js) as (rt: typeof RUNTIME) => [Hook, Hook];
-    this.#hooks = make(RUNTIME);
+    let c = COMPILED.get(code);
+    if (c === undefined) {
+      const r = compileLua(code);
+      if (!r.ok) throw new LuaScriptError(`script is outside the compiled Lua subset: ${r.reason} (line ${r.line})`);
+      c = { make: new Function('R', r.js) as Make, hooks: r.hooks };
+      if (COMPILED.size >= COMPILED_MAX) COMPILED.delete(COMPILED.keys().next().value!);
+      COMPILED.set(code, c);
+    }
+    this.#hooks = c.make(RUNTIME);
     this.#chunk = chunkId(luaBytes(code));
-    return r.hooks;
+    return c.hooks;
   }
 
   setHostTable(name: string, fns: Readonly<Record<string, HostFunction>>): void {

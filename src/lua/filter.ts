@@ -117,12 +117,17 @@ export class LuaHttpFilter implements HttpFilter {
     if (this.destroyed) return;
     this.destroyed = true;
     // A reset mid-hook: cancel the callout and never resume the coroutine (Envoy's onReset).
-    for (const d of [this.req, this.resp]) {
-      d.http?.cancel();
-      d.http = undefined;
-      this.#finish(d, State.Done);
-    }
+    this.#abandon(this.req);
+    this.#abandon(this.resp);
     this.script.filterDone();
+  }
+
+  #abandon(d: Direction): void {
+    if (d.http !== undefined) {
+      d.http.cancel();
+      d.http = undefined;
+    }
+    if (d.state !== State.Done || d.thread >= 0 || d.cid !== 0) this.#finish(d, State.Done);
   }
 
   #onHeaders(d: Direction, headers: HeaderMap, endStream: boolean): HeadersStatus {

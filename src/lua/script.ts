@@ -132,6 +132,22 @@ function jsText(s: string): string {
   return t.includes('\ufffd') ? s : t;
 }
 
+/**
+ * jsText with a memory of its last argument, for call sites that see the same few constants
+ * request after request (metadata namespaces and keys): a string constant of the script arrives as
+ * the same string each time, so the check is a pointer compare instead of a scan.
+ */
+function memoJsText(): (s: string) => string {
+  let lastIn = '';
+  let lastOut = '';
+  return (s) => {
+    if (s === lastIn) return lastOut;
+    lastOut = jsText(s);
+    lastIn = s;
+    return lastOut;
+  };
+}
+
 function structFromLua(v: unknown): unknown {
   if (typeof v === 'string') return jsText(v);
   if (Array.isArray(v)) return v.map(structFromLua);
@@ -544,6 +560,9 @@ export class LuaScript {
     const tls = (d: Direction) => d.filter.callbacks.streamInfo.downstreamTls;
     const io = this.#io;
     const qlen = this.#dv;
+    const dmgetNs = memoJsText();
+    const dmsetNs = memoJsText();
+    const dmsetKey = memoJsText();
 
     const host: Record<string, HostFunction> = {
       reqheaders: (cid, seg) => {
@@ -672,7 +691,7 @@ export class LuaScript {
       dmget: (cid, seg, ns) => {
         const d = ctx(cid, seg);
         if (!d) return DEAD;
-        const m = d.filter.callbacks.streamInfo.dynamicMetadata.get(jsText(ns as string));
+        const m = d.filter.callbacks.streamInfo.dynamicMetadata.get(dmgetNs(ns as string));
         const out = m === undefined ? undefined : fromStruct(m);
         if (io !== undefined) this.#learnNs(d.dir, ns as string);
         return out;
@@ -686,7 +705,7 @@ export class LuaScript {
         } catch (e) {
           return err((e as Error).message);
         }
-        d.filter.callbacks.streamInfo.setDynamicMetadata(jsText(ns as string), jsText(key as string), v);
+        d.filter.callbacks.streamInfo.setDynamicMetadata(dmsetNs(ns as string), dmsetKey(key as string), v);
         return undefined;
       },
       dmpairs: (cid, seg, conn) => {

@@ -1290,6 +1290,30 @@ describe('compiled tier eligibility (compileLua)', () => {
   it('an ineligible script cannot be loaded on the compiled engine: the reason reaches the error', () => {
     assert.throws(() => harness(compiledEngine, 'function envoy_on_request(h)\n  while true do end\nend'), /outside the compiled Lua subset: a loop \(line 2\)/);
   });
+
+  it('the same script loaded twice shares its compiled code, not its instances', () => {
+    // The second load reuses the first one's compiled function (per-thread cache by source); each
+    // instance still has its own hooks, handles, stats and errors.
+    const code = 'function envoy_on_request(h)\n  local n = tonumber(h:headers():get("x-n"))\n  h:streamInfo():dynamicMetadata():set("ns", "n", n + 1)\nend';
+    const a = harness(compiledEngine, code);
+    const b = harness(compiledEngine, code);
+    try {
+      const sa = a.stream();
+      const sb = b.stream();
+      sa.decodeHeaders(HeaderMap.fromPairs([...BASE_REQ, ['x-n', '1']]), true);
+      sb.decodeHeaders(HeaderMap.fromPairs([...BASE_REQ]), true); // no x-n: tonumber fails in b only
+      assert.deepEqual(plainMeta(sa.streamInfo.dynamicMetadata), { ns: { n: 2 } });
+      assert.deepEqual(plainMeta(sb.streamInfo.dynamicMetadata), {});
+      assert.equal(a.errors(), 0);
+      assert.equal(b.errors(), 1);
+      assert.match(b.logs.lines.at(-1)!.msg, /script log: .*:2: bad argument #1 to 'tonumber'/);
+      sa.destroy();
+      sb.destroy();
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
 });
 
 // ------------------------------------------------------------------ engine selection
