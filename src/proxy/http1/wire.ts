@@ -14,6 +14,22 @@ const log = logger('http');
 /** Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1, as Envoy strips them). */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings']);
 
+/**
+ * HOP_BY_HOP.has(name) without hashing `name` (header names are often fresh strings): the length
+ * picks at most two candidates to compare.
+ */
+export function isHopByHop(name: string): boolean {
+  switch (name.length) {
+    case 2: return name === 'te';
+    case 7: return name === 'upgrade';
+    case 10: return name === 'connection' || name === 'keep-alive';
+    case 14: return name === 'http2-settings';
+    case 16: return name === 'proxy-connection';
+    case 17: return name === 'transfer-encoding';
+    default: return false;
+  }
+}
+
 /** Below this, head and body are copied into one Buffer (one syscall); above, written separately. */
 const COALESCE_LIMIT = 16 * 1024;
 
@@ -75,7 +91,7 @@ export function serializeHeaders(headers: HeaderMap, keepTeTrailers: boolean, sk
     const n = names[i]!;
     if (n.charCodeAt(0) === 58) continue;
     const v = values[i]!;
-    if (HOP_BY_HOP.has(n)) {
+    if (isHopByHop(n)) {
       if (!(keepTeTrailers && n === 'te' && v === 'trailers')) continue;
     } else if (n === 'content-length') {
       if (contentLength !== undefined) continue; // duplicates were rejected or joined upstream; write one
@@ -101,7 +117,7 @@ export function serializeTrailers(trailers: HeaderMap): string {
   const values = trailers.values;
   for (let i = 0; i < names.length; i++) {
     const n = names[i]!;
-    if (n.charCodeAt(0) === 58 || HOP_BY_HOP.has(n) || n === 'content-length') continue;
+    if (n.charCodeAt(0) === 58 || isHopByHop(n) || n === 'content-length') continue;
     const v = values[i]!;
     if (isWritableHeader(n, v)) text += n + ': ' + v + '\r\n';
     else dropped(n, v);
