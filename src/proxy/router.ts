@@ -13,6 +13,9 @@ import { Deadlines, type DeadlineEntry, type DeadlineList } from './deadlines.ts
 import type { ResolvedRoute } from './routes.ts';
 import type { Cluster, Clusters, UpstreamFailure, UpstreamRequest, UpstreamResponseHandler } from './upstream.ts';
 
+/** The global is an accessor that V8 looks up on every use; a module constant is not. */
+const performance = globalThis.performance;
+
 interface ClusterStats {
   rqTotal: Counter;
   rqTimeout: Counter;
@@ -235,7 +238,7 @@ class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
     // Envoy's %RESPONSE_CODE_DETAILS% for a response that came from the upstream.
     si.responseCodeDetails = 'via_upstream';
     if (endStream) this.#complete();
-    this.#cb.encodeHeaders(headers, endStream);
+    this.#fm.startEncoding(headers, endStream, now);
   }
 
   onData(data: DataBuffer, endStream: boolean): void {
