@@ -5,6 +5,9 @@
  * `:status`) live in the same map, first, as in Envoy and in the Proxy-Wasm pairs encoding.
  * Two parallel arrays instead of an array of tuples: fewer allocations on the hot path.
  */
+/** The lower-cased name of #indexOf's last miss (set() appends under it without lower-casing again). */
+let missedKey = '';
+
 export class HeaderMap {
   readonly names: string[] = [];
   readonly values: string[] = [];
@@ -34,6 +37,7 @@ export class HeaderMap {
     const names = this.names;
     for (let i = 0; i < names.length; i++) if (names[i] === name) return i;
     const key = name.toLowerCase();
+    missedKey = key;
     if (key === name) return -1;
     for (let i = 0; i < names.length; i++) if (names[i] === key) return i;
     return -1;
@@ -74,7 +78,7 @@ export class HeaderMap {
   set(name: string, value: string): void {
     const first = this.#indexOf(name);
     if (first < 0) {
-      this.#append(name.toLowerCase(), value);
+      this.#append(missedKey, value);
       return;
     }
     const key = this.names[first]!;
