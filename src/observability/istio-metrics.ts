@@ -362,6 +362,13 @@ export class IstioMetrics {
     return ctx;
   }
 
+  /** The last request's series and what selected it. */
+  #lastContext: HttpContext | undefined;
+  #lastService = '';
+  #lastStatusKey = -1;
+  #lastLeafKey = '';
+  #lastSeries: RequestSeries | undefined;
+
   /** Records one completed HTTP stream. */
   recordRequest(info: StreamInfo, facts: IstioRequestFacts = {}): void {
     const reporter: Reporter = this.#waypoint ? 'waypoint' : reporterFor(info.direction);
@@ -397,6 +404,15 @@ export class IstioMetrics {
     // Three lookups with short keys whose hashes V8 caches on the string (or SMI keys), instead of
     // one lookup on a long concatenated key that would need flattening and hashing each time.
     let byService = this.#httpContext(reporter, policy, principal, peer, upstreamPeer);
+    // Usually the same series as the last request: then no lookup at all.
+    if (byService === this.#lastContext && service === this.#lastService && statusKey === this.#lastStatusKey && leafKey === this.#lastLeafKey) {
+      this.#record(this.#lastSeries!, info, facts, reqH);
+      return;
+    }
+    this.#lastContext = byService;
+    this.#lastService = service;
+    this.#lastStatusKey = statusKey;
+    this.#lastLeafKey = leafKey;
     let byStatus = byService.get(service);
     let byFlags = byStatus?.get(statusKey);
     let series = byFlags?.get(leafKey);
@@ -427,6 +443,12 @@ export class IstioMetrics {
         this.#httpSeries++;
       }
     }
+    // (After an overflow to 'unknown' the same inputs lead to the same series again.)
+    this.#lastSeries = series;
+    this.#record(series, info, facts, reqH);
+  }
+
+  #record(series: RequestSeries, info: StreamInfo, facts: IstioRequestFacts, reqH: HeaderLike | undefined): void {
     series.requests.inc();
     // Duration is start to last byte sent downstream (Istio's response.duration), or now if unset.
     const end = info.lastDownstreamTxByteSent > 0 ? info.lastDownstreamTxByteSent : performance.now();
