@@ -44,6 +44,14 @@ export interface DownstreamCodec {
   readDisable(disable: boolean): void;
 }
 
+/** What the filter manager tells the router's upstream request. */
+export interface UpstreamControl {
+  /** The stream was reset (downstream or locally): cancel the upstream request. */
+  onStreamReset(): void;
+  /** Downstream flow control changed: pause (true) or resume (false) reading the upstream response. */
+  onDownstreamWatermark(above: boolean): void;
+}
+
 /** Facts the manager needs from its listener. */
 export interface StreamContext {
   readonly bufferLimit: number;
@@ -214,10 +222,8 @@ export class FilterManager {
   #downstreamAboveWatermark = false;
   /** See startEncoding. */
   #headersNow = 0;
-  /** Called by the router when downstream flow control changes (pause/resume upstream reads). */
-  onDownstreamWatermark: ((above: boolean) => void) | undefined;
-  /** Called when the stream is reset (downstream or locally): the router cancels its upstream request. */
-  onReset: (() => void) | undefined;
+  /** The router's upstream request, once started (an object, not two closures per request). */
+  upstream: UpstreamControl | undefined;
 
   constructor(ctx: StreamContext, codec: DownstreamCodec, streamInfo: StreamInfo, factories: readonly HttpFilterFactory[]) {
     this.ctx = ctx;
@@ -315,7 +321,7 @@ export class FilterManager {
     if (!this.streamInfo.responseCodeDetails) this.streamInfo.responseCodeDetails = 'downstream_remote_disconnect';
     this.decoder.aborted = true;
     this.encoder.aborted = true;
-    this.onReset?.();
+    this.upstream?.onStreamReset();
     this.#finish();
   }
 
@@ -331,7 +337,7 @@ export class FilterManager {
     si.responseCodeDetails = details;
     this.decoder.aborted = true;
     this.encoder.aborted = true;
-    this.onReset?.();
+    this.upstream?.onStreamReset();
     this.#finish();
   }
 
@@ -339,7 +345,7 @@ export class FilterManager {
   onDownstreamWatermark_(above: boolean): void {
     if (this.#downstreamAboveWatermark === above) return;
     this.#downstreamAboveWatermark = above;
-    this.onDownstreamWatermark?.(above);
+    this.upstream?.onDownstreamWatermark(above);
   }
 
   // ------------------------------------------------------------------ input from the router (response source)
@@ -612,7 +618,7 @@ export class FilterManager {
       if (!dir.readDisabledByBuffer) {
         dir.readDisabledByBuffer = true;
         if (dir.decode) this.codec.readDisable(true);
-        else this.onDownstreamWatermark?.(true);
+        else this.upstream?.onDownstreamWatermark(true);
       }
       return;
     }
@@ -627,7 +633,7 @@ export class FilterManager {
     if (!dir.readDisabledByBuffer) return;
     dir.readDisabledByBuffer = false;
     if (dir.decode) this.codec.readDisable(false);
-    else if (!this.#downstreamAboveWatermark) this.onDownstreamWatermark?.(false);
+    else if (!this.#downstreamAboveWatermark) this.upstream?.onDownstreamWatermark(false);
   }
 
   // ------------------------------------------------------------------ downstream output
@@ -678,7 +684,7 @@ export class FilterManager {
     }
     this.#localReplySent = true;
     this.decoder.aborted = true;
-    this.onReset?.();
+    this.upstream?.onStreamReset();
     const si = this.streamInfo;
     si.responseCode = status;
     si.responseCodeDetails = details;
@@ -740,7 +746,7 @@ export class FilterManager {
     if (localCause) this.streamInfo.responseFlags.add('LR');
     this.decoder.aborted = true;
     this.encoder.aborted = true;
-    this.onReset?.();
+    this.upstream?.onStreamReset();
     this.codec.resetStream();
     this.#finish();
   }
