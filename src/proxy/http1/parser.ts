@@ -566,13 +566,22 @@ function parseRequestLine(text: string, end: number, head: Http1Head): void {
   const sp1 = text.indexOf(' ');
   const sp2 = sp1 < 0 ? -1 : text.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 < 0 || sp2 >= end || sp2 === sp1 + 1) throw new Http1ParseError('malformed request line');
-  const method = text.slice(0, sp1);
-  if (method !== 'GET' && method !== 'POST' && !TOKEN.test(method)) throw new Http1ParseError('invalid method');
-  const version = text.slice(sp2 + 1, end);
-  if (version === 'HTTP/1.1') head.versionMinor = 1;
-  else if (version === 'HTTP/1.0') head.versionMinor = 0;
-  else if (/^HTTP\/[0-9]\.[0-9]$/.test(version)) throw new Http1ParseError(`unsupported version ${version}`, 505, 'MESHEXT_ERR_HTTP1_VERSION');
-  else throw new Http1ParseError('malformed request line');
+  // Common methods and versions are recognized in place: the method is then a constant string
+  // (its hash cached for the Set lookups downstream), and no version string is made.
+  let method: string;
+  if (sp1 === 3 && text.startsWith('GET')) method = 'GET';
+  else if (sp1 === 4 && text.startsWith('POST')) method = 'POST';
+  else {
+    method = text.slice(0, sp1);
+    if (!TOKEN.test(method)) throw new Http1ParseError('invalid method');
+  }
+  if (end - sp2 === 9 && text.startsWith('HTTP/1.1', sp2 + 1)) head.versionMinor = 1;
+  else if (end - sp2 === 9 && text.startsWith('HTTP/1.0', sp2 + 1)) head.versionMinor = 0;
+  else {
+    const version = text.slice(sp2 + 1, end);
+    if (/^HTTP\/[0-9]\.[0-9]$/.test(version)) throw new Http1ParseError(`unsupported version ${version}`, 505, 'MESHEXT_ERR_HTTP1_VERSION');
+    throw new Http1ParseError('malformed request line');
+  }
   head.method = method;
   head.target = text.slice(sp1 + 1, sp2);
 }
