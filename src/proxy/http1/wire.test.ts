@@ -69,3 +69,14 @@ test('isHopByHop agrees with HOP_BY_HOP', () => {
     assert.equal(isHopByHop(n), HOP_BY_HOP.has(n), n);
   }
 });
+
+test('isWritableHeader: the same answer the second time (remembered names), long names included', () => {
+  const long = 'x-' + 'a'.repeat(200);
+  for (let round = 0; round < 2; round++) {
+    assert.equal(isWritableHeader('x-ok', 'v'), true);
+    assert.equal(isWritableHeader(long, 'v'), true);
+    assert.equal(isWritableHeader('x-ok', 'a\r\nb'), false);
+    assert.equal(isWritableHeader('a b', 'v'), false);
+    assert.equal(isWritableHeader('', 'v'), false);
+  }
+});

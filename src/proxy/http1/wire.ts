@@ -43,17 +43,34 @@ export function reasonPhrase(status: number): string {
 
 
 /**
- * Whether a header may be written on an HTTP/1.1 wire (valid token name, no CR/LF/NUL/controls in
- * the value). A char loop: these strings are short, and two regular expression calls per header
- * cost several times more.
+ * Names that passed the token check: a head's usual names (constant strings from the parser's
+ * table and the proxy's own code, hashes cached) then cost one Set lookup instead of a loop over
+ * their characters. Bounded in count and name length, since request header names are the
+ * client's: other names are checked every time.
  */
-export function isWritableHeader(name: string, value: string): boolean {
+const TOKEN_NAMES = new Set<string>();
+const MAX_TOKEN_NAMES = 1024;
+const MAX_REMEMBERED_NAME = 64;
+
+function isTokenName(name: string): boolean {
+  if (TOKEN_NAMES.has(name)) return true;
   const nl = name.length;
   if (nl === 0) return false;
   for (let i = 0; i < nl; i++) {
     const c = name.charCodeAt(i);
     if (c > 255 || TCHAR[c] === 0) return false;
   }
+  if (nl <= MAX_REMEMBERED_NAME && TOKEN_NAMES.size < MAX_TOKEN_NAMES) TOKEN_NAMES.add(name);
+  return true;
+}
+
+/**
+ * Whether a header may be written on an HTTP/1.1 wire (valid token name, no CR/LF/NUL/controls in
+ * the value). A char loop for the value: these strings are short, and a regular expression call
+ * per header costs more.
+ */
+export function isWritableHeader(name: string, value: string): boolean {
+  if (!isTokenName(name)) return false;
   const vl = value.length;
   for (let i = 0; i < vl; i++) {
     const c = value.charCodeAt(i);
