@@ -5,6 +5,9 @@
  * `:status`) live in the same map, first, as in Envoy and in the Proxy-Wasm pairs encoding.
  * Two parallel arrays instead of an array of tuples: fewer allocations on the hot path.
  */
+/** The lower-cased name of #indexOf's last miss (set() appends under it without lower-casing again). */
+let missedKey = '';
+
 export class HeaderMap {
   readonly names: string[] = [];
   readonly values: string[] = [];
@@ -21,10 +24,23 @@ export class HeaderMap {
 
   /** First value of `name`, or undefined. */
   get(name: string): string | undefined {
-    const key = name.toLowerCase();
+    const i = this.#indexOf(name);
+    return i < 0 ? undefined : this.values[i];
+  }
+
+  /**
+   * Index of the first entry named `name` (any case), or -1. Stored names are lower-case and
+   * callers mostly pass lower-case literals: the name is looked up as given first, and lower-cased
+   * (a builtin call) only when that misses and lower-casing changes it.
+   */
+  #indexOf(name: string): number {
     const names = this.names;
-    for (let i = 0; i < names.length; i++) if (names[i] === key) return this.values[i];
-    return undefined;
+    for (let i = 0; i < names.length; i++) if (names[i] === name) return i;
+    const key = name.toLowerCase();
+    missedKey = key;
+    if (key === name) return -1;
+    for (let i = 0; i < names.length; i++) if (names[i] === key) return i;
+    return -1;
   }
 
   /** Every value of `name`, in order. */
@@ -41,7 +57,11 @@ export class HeaderMap {
 
   /** Appends a value (a header may repeat). */
   add(name: string, value: string): void {
-    const key = name.toLowerCase();
+    this.#append(name.toLowerCase(), value);
+  }
+
+  /** add() of a lower-cased name. */
+  #append(key: string, value: string): void {
     if (key.charCodeAt(0) === 58 /* ':' */) {
       // Pseudo-headers stay ahead of regular headers, as HTTP/2 requires.
       let at = 0;
@@ -56,12 +76,12 @@ export class HeaderMap {
 
   /** Replaces every value of `name` with one value (adds it when absent), keeping the first position. */
   set(name: string, value: string): void {
-    const key = name.toLowerCase();
-    const first = this.names.indexOf(key);
+    const first = this.#indexOf(name);
     if (first < 0) {
-      this.add(key, value);
+      this.#append(missedKey, value);
       return;
     }
+    const key = this.names[first]!;
     this.values[first] = value;
     for (let i = this.names.length - 1; i > first; i--) {
       if (this.names[i] === key) {

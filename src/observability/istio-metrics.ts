@@ -273,6 +273,21 @@ export class IstioMetrics {
     return v === '' ? undefined : v;
   }
 
+  /**
+   * The service named by an authority, remembered for the last authority seen: clients send the
+   * same Host on every request, and one string comparison costs less than stripping the port into
+   * a new string that the series lookup must then hash.
+   */
+  #lastAuthority = '';
+  #lastAuthorityService = '';
+  #authorityService(authority: string): string {
+    if (authority !== this.#lastAuthority) {
+      this.#lastAuthority = authority;
+      this.#lastAuthorityService = stripPort(authority);
+    }
+    return this.#lastAuthorityService;
+  }
+
   #selfWorkload(principal: string | undefined): Workload {
     const k = principal ?? '';
     let w = this.#self.get(k);
@@ -347,6 +362,13 @@ export class IstioMetrics {
     return ctx;
   }
 
+  /** The last request's series and what selected it. */
+  #lastContext: HttpContext | undefined;
+  #lastService = '';
+  #lastStatusKey = -1;
+  #lastLeafKey = '';
+  #lastSeries: RequestSeries | undefined;
+
   /** Records one completed HTTP stream. */
   recordRequest(info: StreamInfo, facts: IstioRequestFacts = {}): void {
     const reporter: Reporter = this.#waypoint ? 'waypoint' : reporterFor(info.direction);
@@ -354,7 +376,7 @@ export class IstioMetrics {
     let service = facts.destinationService ?? (info.upstreamCluster !== undefined ? this.#clusterService(info.upstreamCluster) : undefined);
     if (service === undefined) {
       const authority = reqH?.get(':authority') ?? reqH?.get('host');
-      service = authority ? stripPort(authority) : UNKNOWN;
+      service = authority ? this.#authorityService(authority) : UNKNOWN;
     }
     const ct = reqH?.get('content-type');
     const grpc = ct !== undefined && ct.startsWith('application/grpc');
@@ -382,6 +404,15 @@ export class IstioMetrics {
     // Three lookups with short keys whose hashes V8 caches on the string (or SMI keys), instead of
     // one lookup on a long concatenated key that would need flattening and hashing each time.
     let byService = this.#httpContext(reporter, policy, principal, peer, upstreamPeer);
+    // Usually the same series as the last request: then no lookup at all.
+    if (byService === this.#lastContext && service === this.#lastService && statusKey === this.#lastStatusKey && leafKey === this.#lastLeafKey) {
+      this.#record(this.#lastSeries!, info, facts, reqH);
+      return;
+    }
+    this.#lastContext = byService;
+    this.#lastService = service;
+    this.#lastStatusKey = statusKey;
+    this.#lastLeafKey = leafKey;
     let byStatus = byService.get(service);
     let byFlags = byStatus?.get(statusKey);
     let series = byFlags?.get(leafKey);
@@ -412,6 +443,12 @@ export class IstioMetrics {
         this.#httpSeries++;
       }
     }
+    // (After an overflow to 'unknown' the same inputs lead to the same series again.)
+    this.#lastSeries = series;
+    this.#record(series, info, facts, reqH);
+  }
+
+  #record(series: RequestSeries, info: StreamInfo, facts: IstioRequestFacts, reqH: HeaderLike | undefined): void {
     series.requests.inc();
     // Duration is start to last byte sent downstream (Istio's response.duration), or now if unset.
     const end = info.lastDownstreamTxByteSent > 0 ? info.lastDownstreamTxByteSent : performance.now();

@@ -28,6 +28,9 @@ import {
 } from '../filters/types.ts';
 import { logger } from '../observability/log.ts';
 
+/** The global is an accessor that V8 looks up on every use; a module constant is not. */
+const performance = globalThis.performance;
+
 /** Where the encoder chain's output goes: the downstream HTTP/1.1 or HTTP/2 stream. */
 export interface DownstreamCodec {
   /** Sends response headers; returns nothing (errors surface as a reset). */
@@ -39,6 +42,14 @@ export interface DownstreamCodec {
   resetStream(): void;
   /** Pauses (true) or resumes (false) reading the request body. */
   readDisable(disable: boolean): void;
+}
+
+/** What the filter manager tells the router's upstream request. */
+export interface UpstreamControl {
+  /** The stream was reset (downstream or locally): cancel the upstream request. */
+  onStreamReset(): void;
+  /** Downstream flow control changed: pause (true) or resume (false) reading the upstream response. */
+  onDownstreamWatermark(above: boolean): void;
 }
 
 /** Facts the manager needs from its listener. */
@@ -209,10 +220,10 @@ export class FilterManager {
   #destroyed = false;
   #completed = false;
   #downstreamAboveWatermark = false;
-  /** Called by the router when downstream flow control changes (pause/resume upstream reads). */
-  onDownstreamWatermark: ((above: boolean) => void) | undefined;
-  /** Called when the stream is reset (downstream or locally): the router cancels its upstream request. */
-  onReset: (() => void) | undefined;
+  /** See startEncoding. */
+  #headersNow = 0;
+  /** The router's upstream request, once started (an object, not two closures per request). */
+  upstream: UpstreamControl | undefined;
 
   constructor(ctx: StreamContext, codec: DownstreamCodec, streamInfo: StreamInfo, factories: readonly HttpFilterFactory[]) {
     this.ctx = ctx;
@@ -310,7 +321,7 @@ export class FilterManager {
     if (!this.streamInfo.responseCodeDetails) this.streamInfo.responseCodeDetails = 'downstream_remote_disconnect';
     this.decoder.aborted = true;
     this.encoder.aborted = true;
-    this.onReset?.();
+    this.upstream?.onStreamReset();
     this.#finish();
   }
 
@@ -326,7 +337,7 @@ export class FilterManager {
     si.responseCodeDetails = details;
     this.decoder.aborted = true;
     this.encoder.aborted = true;
-    this.onReset?.();
+    this.upstream?.onStreamReset();
     this.#finish();
   }
 
@@ -334,12 +345,17 @@ export class FilterManager {
   onDownstreamWatermark_(above: boolean): void {
     if (this.#downstreamAboveWatermark === above) return;
     this.#downstreamAboveWatermark = above;
-    this.onDownstreamWatermark?.(above);
+    this.upstream?.onDownstreamWatermark(above);
   }
 
   // ------------------------------------------------------------------ input from the router (response source)
 
-  startEncoding(headers: HeaderMap, endStream: boolean): void {
+  /**
+   * Response headers from the source. `now`, when given, is the source's clock reading on receiving
+   * them: with no encoder filter in between they reach the codec within the same call, and it
+   * serves as firstDownstreamTxByteSent (one clock read fewer per request).
+   */
+  startEncoding(headers: HeaderMap, endStream: boolean, now = 0): void {
     if (this.#destroyed || this.#localReplySent) return;
     this.#encodeStarted = true;
     const e = this.encoder;
@@ -348,7 +364,9 @@ export class FilterManager {
     e.endReceived = endStream;
     const status = Number(headers.get(':status'));
     if (status) this.streamInfo.responseCode = status;
+    if (e.slots.length === 0) this.#headersNow = now;
     this.iterateHeaders(e, 0, endStream);
+    this.#headersNow = 0;
   }
 
   encodeFromSource(data: DataBuffer, endStream: boolean): void {
@@ -600,7 +618,7 @@ export class FilterManager {
       if (!dir.readDisabledByBuffer) {
         dir.readDisabledByBuffer = true;
         if (dir.decode) this.codec.readDisable(true);
-        else this.onDownstreamWatermark?.(true);
+        else this.upstream?.onDownstreamWatermark(true);
       }
       return;
     }
@@ -615,7 +633,7 @@ export class FilterManager {
     if (!dir.readDisabledByBuffer) return;
     dir.readDisabledByBuffer = false;
     if (dir.decode) this.codec.readDisable(false);
-    else if (!this.#downstreamAboveWatermark) this.onDownstreamWatermark?.(false);
+    else if (!this.#downstreamAboveWatermark) this.upstream?.onDownstreamWatermark(false);
   }
 
   // ------------------------------------------------------------------ downstream output
@@ -624,7 +642,9 @@ export class FilterManager {
     this.#downstreamHeadersSent = true;
     const si = this.streamInfo;
     si.responseCode = Number(headers.get(':status')) || si.responseCode;
-    si.firstDownstreamTxByteSent = performance.now();
+    const now = this.#headersNow;
+    this.#headersNow = 0;
+    si.firstDownstreamTxByteSent = now > 0 ? now : performance.now();
     this.codec.encodeHeaders(headers, endStream);
     if (endStream) this.#encodeComplete();
   }
@@ -664,7 +684,7 @@ export class FilterManager {
     }
     this.#localReplySent = true;
     this.decoder.aborted = true;
-    this.onReset?.();
+    this.upstream?.onStreamReset();
     const si = this.streamInfo;
     si.responseCode = status;
     si.responseCodeDetails = details;
@@ -726,7 +746,7 @@ export class FilterManager {
     if (localCause) this.streamInfo.responseFlags.add('LR');
     this.decoder.aborted = true;
     this.encoder.aborted = true;
-    this.onReset?.();
+    this.upstream?.onStreamReset();
     this.codec.resetStream();
     this.#finish();
   }

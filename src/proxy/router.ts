@@ -8,10 +8,13 @@ import type { HeaderMap } from '../filters/header-map.ts';
 import { DataStatus, HeadersStatus, TrailersStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filters/types.ts';
 import type { RouteConfig, RouteMatch } from '../config/types.ts';
 import type { Counter, StatsStore } from '../observability/stats.ts';
-import type { FilterEntry, FilterManager } from './filter-manager.ts';
+import type { FilterEntry, FilterManager, UpstreamControl } from './filter-manager.ts';
 import { Deadlines, type DeadlineEntry, type DeadlineList } from './deadlines.ts';
 import type { ResolvedRoute } from './routes.ts';
 import type { Cluster, Clusters, UpstreamFailure, UpstreamRequest, UpstreamResponseHandler } from './upstream.ts';
+
+/** The global is an accessor that V8 looks up on every use; a module constant is not. */
+const performance = globalThis.performance;
 
 interface ClusterStats {
   rqTotal: Counter;
@@ -68,7 +71,7 @@ const FAILURE_REPLY: Record<UpstreamFailure, { status: number; flag: string; det
   overflow: { status: 503, flag: 'UO', details: 'upstream_reset_before_response_started{overflow}', body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow' },
 };
 
-class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
+class Router implements HttpFilter, UpstreamResponseHandler, UpstreamControl, DeadlineEntry {
   readonly #factory: RouterFactory;
   readonly #cb: FilterEntry;
   readonly #fm: FilterManager;
@@ -140,8 +143,7 @@ class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
     if (action.hostRewrite !== undefined) headers.set(':authority', action.hostRewrite);
     this.#timeoutMs = action.timeoutMs ?? cluster.config.requestTimeoutMs;
     const fm = this.#fm;
-    fm.onReset = () => this.#abort();
-    fm.onDownstreamWatermark = (above) => this.#req?.setResponsePaused(above);
+    fm.upstream = this;
     this.#upstreamStart = performance.now();
     si.firstUpstreamTxByteSent = this.#upstreamStart;
     const req = this.#factory.clusters.startRequest(cluster, ep, headers, endStream, this);
@@ -173,6 +175,16 @@ class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
 
   onDestroy(): void {
     this.#abort();
+  }
+
+  // ---------------------------------------------------------------- from the filter manager (UpstreamControl)
+
+  onStreamReset(): void {
+    this.#abort();
+  }
+
+  onDownstreamWatermark(above: boolean): void {
+    this.#req?.setResponsePaused(above);
   }
 
   #startTimer(now: number): void {
@@ -235,7 +247,7 @@ class Router implements HttpFilter, UpstreamResponseHandler, DeadlineEntry {
     // Envoy's %RESPONSE_CODE_DETAILS% for a response that came from the upstream.
     si.responseCodeDetails = 'via_upstream';
     if (endStream) this.#complete();
-    this.#cb.encodeHeaders(headers, endStream);
+    this.#fm.startEncoding(headers, endStream, now);
   }
 
   onData(data: DataBuffer, endStream: boolean): void {

@@ -92,7 +92,19 @@ export class RouteTable {
    */
   readonly #byAuthority = new Map<string, CompiledVhost | undefined>();
 
+  /** The last lookup, checked first: one string comparison, where the Map must hash a new string. */
+  #lastAuthority: string | undefined;
+  #lastVhost: CompiledVhost | undefined;
+
   #vhostFor(authority: string): CompiledVhost | undefined {
+    if (authority === this.#lastAuthority) return this.#lastVhost;
+    const vh = this.#cachedVhost(authority);
+    this.#lastAuthority = authority;
+    this.#lastVhost = vh;
+    return vh;
+  }
+
+  #cachedVhost(authority: string): CompiledVhost | undefined {
     const cached = this.#byAuthority.get(authority);
     if (cached !== undefined || this.#byAuthority.has(authority)) return cached;
     const vh = this.#resolveVhost(authority);

@@ -5,7 +5,7 @@
 import http2 from 'node:http2';
 import { readFileSync } from 'node:fs';
 import { Http1Pool } from './http1/client.ts';
-import { HOP_BY_HOP } from './http1/wire.ts';
+import { isHopByHop } from './http1/wire.ts';
 import type { ClusterConfig, EndpointConfig } from '../config/types.ts';
 import { DataBuffer } from '../filters/data-buffer.ts';
 import { HeaderMap } from '../filters/header-map.ts';
@@ -50,9 +50,7 @@ export interface UpstreamRequest {
   readonly endpoint: EndpointConfig;
 }
 
-export function isHopByHop(name: string): boolean {
-  return HOP_BY_HOP.has(name);
-}
+export { isHopByHop };
 
 function endpointOrigin(ep: EndpointConfig, tls: boolean): string {
   const host = ep.address.includes(':') ? `[${ep.address}]` : ep.address;
@@ -148,7 +146,7 @@ function startH2(ep: Endpoint, headers: HeaderMap, endStream: boolean, handler: 
       if (out[':authority'] === undefined) out[':authority'] = values[i]!;
       continue;
     }
-    if (HOP_BY_HOP.has(n) && !(n === 'te' && values[i] === 'trailers')) continue;
+    if (isHopByHop(n) && !(n === 'te' && values[i] === 'trailers')) continue;
     const prev = out[n];
     if (prev === undefined) out[n] = values[i]!;
     else if (Array.isArray(prev)) prev.push(values[i]!);

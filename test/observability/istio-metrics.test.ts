@@ -136,6 +136,16 @@ describe('istio standard metrics', { timeout: 20_000 }, () => {
     ]);
   });
 
+  it('destination_service follows the authority from request to request', () => {
+    const store = new StatsStore();
+    const m = new IstioMetrics(store, identity);
+    for (const a of ['a.shop.svc:80', 'b:8080', 'a.shop.svc:80', '[::1]:80', 'b', 'b:8080']) {
+      m.recordRequest(stream('sidecar_outbound', 200), { requestHeaders: reqHeaders(a) });
+    }
+    const counts = find(store, 'istio_requests_total').map((e) => [e.tags.destination_service, e.kind === 'counter' ? e.value : -1]);
+    assert.deepEqual(counts.sort(), [['[::1]', 1], ['a.shop.svc', 2], ['b', 3]]);
+  });
+
   it('waypoint: reporter=waypoint, both sides from peers', () => {
     const store = new StatsStore();
     const m = new IstioMetrics(store, { ...identity, waypoint: true, workloadName: 'waypoint' });

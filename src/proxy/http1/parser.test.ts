@@ -104,6 +104,18 @@ describe('requests', () => {
     assert.equal(m!.body, '');
   });
 
+  test('header names in any case: common ones and others lower-cased alike', () => {
+    const [m] = parseAll(true, 'GET / HTTP/1.1\r\nHOST: h\r\nContent-Type: a\r\nX-Request-ID: b\r\nX-Custom-Thing: c\r\ncontent_type: d\r\nHosts: e\r\n\r\n');
+    assert.deepEqual(m!.head.names, ['host', 'content-type', 'x-request-id', 'x-custom-thing', 'content_type', 'hosts']);
+    assert.deepEqual(m!.head.values, ['h', 'a', 'b', 'c', 'd', 'e']);
+  });
+
+  test('content-length: up to 15 digits', () => {
+    const [m] = parseAll(true, 'POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 000000000000012\r\n\r\nhello world!');
+    assert.equal(m!.head.contentLength, 12);
+    for (const v of ['1000000000000000', '-1', '+1', '1a', '1 1', '0x1']) rejects(true, `POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: ${v}\r\n\r\n`, 400);
+  });
+
   test('content-length body', () => {
     const [m] = parseAll(true, 'POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world');
     assert.equal(m!.head.contentLength, 11);

@@ -70,7 +70,6 @@ const CRLF = Buffer.from('\r\n', 'latin1');
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Control characters other than HTAB, CR and LF (DEL included): never valid in a head. */
 const BAD_CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/;
-const DIGITS = /^[0-9]{1,15}$/;
 /** tchar (RFC 9110 §5.6.2) by byte: header names are checked while scanning for the head's end. */
 export const TCHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
@@ -84,6 +83,60 @@ for (let c = 32; c < 256; c++) if (c !== 127) FIELD_BYTE[c] = 1;
 /** Envoy's max_headers_count default. */
 const MAX_HEADER_LINES = 100;
 const MAX_CHUNK_LINE = 4096;
+
+/**
+ * Header names common on the wire, as constant strings. #takeFields matches a name against these
+ * case-insensitively in place instead of slicing and lower-casing it: no allocation, and the result
+ * is an internalized string, so later `===` comparisons with literals and Set/Map lookups (its hash
+ * is cached) are cheap all along the request. Other names are sliced and lower-cased as usual.
+ */
+const KNOWN_NAMES = [
+  'host', 'user-agent', 'accept', 'accept-encoding', 'accept-language', 'accept-charset', 'authorization',
+  'cache-control', 'connection', 'content-length', 'content-type', 'content-encoding', 'cookie', 'expect',
+  'keep-alive', 'origin', 'pragma', 'proxy-connection', 'referer', 'te', 'transfer-encoding', 'upgrade',
+  'via', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port',
+  'x-real-ip', 'x-request-id', 'traceparent', 'tracestate', 'x-b3-traceid', 'x-b3-spanid',
+  'x-b3-parentspanid', 'x-b3-sampled', 'b3', 'if-none-match', 'if-modified-since', 'range',
+  'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'grpc-status', 'grpc-message',
+  'x-envoy-attempt-count', 'x-envoy-expected-rq-timeout-ms', 'x-envoy-original-path',
+  'x-envoy-upstream-service-time', 'server', 'date', 'etag', 'last-modified', 'location', 'set-cookie',
+  'vary', 'expires', 'age', 'accept-ranges', 'content-range', 'content-disposition', 'trailer',
+  'alt-svc', 'access-control-allow-origin', 'strict-transport-security', 'x-content-type-options',
+  'x-frame-options', 'www-authenticate', 'retry-after',
+];
+/** KNOWN_NAMES by length, each with its bytes. */
+const KNOWN_BY_LENGTH: { name: string; bytes: Uint8Array }[][] = [];
+for (const name of KNOWN_NAMES) (KNOWN_BY_LENGTH[name.length] ??= []).push({ name, bytes: Buffer.from(name, 'latin1') });
+
+/** The known name equal to the bytes `buf[start, end)` ignoring ASCII case, or undefined. */
+function knownName(buf: Buffer, start: number, end: number): string | undefined {
+  const candidates = KNOWN_BY_LENGTH[end - start];
+  if (candidates === undefined) return undefined;
+  for (let k = 0; k < candidates.length; k++) {
+    const known = candidates[k]!;
+    const bytes = known.bytes;
+    let i = 0;
+    for (; i < bytes.length; i++) {
+      const c = buf[start + i]!;
+      if ((c >= 65 && c <= 90 ? c + 32 : c) !== bytes[i]) break;
+    }
+    if (i === bytes.length) return known.name;
+  }
+  return undefined;
+}
+
+/** The value of 1 to 15 decimal digits, or -1 (a char loop: a regular expression and Number() cost more). */
+function decimalValue(v: string): number {
+  const l = v.length;
+  if (l === 0 || l > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < l; i++) {
+    const d = v.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
 
 function isOws(c: number): boolean {
   return c === 32 || c === 9;
@@ -118,6 +171,8 @@ export class Http1Parser {
   #colon = -1;
   #firstLineEnd = -1;
   readonly #fields: number[] = [];
+  /** Entries of #fields in use: the array is reused, its capacity kept, between heads. */
+  #fieldCount = 0;
   /** Responses: the request was HEAD, so the response has no body whatever its headers say. */
   noBodyExpected = false;
 
@@ -194,7 +249,7 @@ export class Http1Parser {
             this.#pending = Buffer.from(buf.subarray(pos)); // a copy: the reader may reuse its buffer
             return;
           }
-          const head = this.#parseHead(buf.toString('latin1', pos, end));
+          const head = this.#parseHead(buf, pos, buf.toString('latin1', pos, end));
           pos = end + 4;
           if (head.status >= 100 && head.status < 200) {
             // Interim responses (100 Continue, 103 Early Hints) precede the final one.
@@ -296,7 +351,7 @@ export class Http1Parser {
           this.#firstLineEnd = -1;
           const names: string[] = [];
           const values: string[] = [];
-          this.#takeFields(buf.toString('latin1', pos, end), names, values);
+          this.#takeFields(buf, pos, buf.toString('latin1', pos, end), names, values);
           pos = end + 4;
           this.#complete(names, values);
           break;
@@ -326,6 +381,7 @@ export class Http1Parser {
     let lineStart = start + this.#lineStart;
     let colon = this.#colon < 0 ? -1 : start + this.#colon;
     const fields = this.#fields;
+    let n = this.#fieldCount;
     // Runs of ordinary bytes are skipped with one table lookup each (tchar in names, FIELD_BYTE in
     // values and the start line); only the byte that ends a run is examined further.
     while (i < limit) {
@@ -359,6 +415,7 @@ export class Http1Parser {
       if (buf[i + 1] !== 10) throw new Http1ParseError('bare CR in message head');
       if (i === lineStart) {
         // The empty line: the head ends here.
+        this.#fieldCount = n;
         this.#scanAt = 0;
         this.#lineStart = 0;
         this.#colon = -1;
@@ -368,22 +425,26 @@ export class Http1Parser {
         this.#firstLineEnd = i - start;
       } else {
         if (colon < 0) throw new Http1ParseError('header line without a colon');
-        if (fields.length >= MAX_HEADER_LINES * 3) throw new Http1ParseError('too many headers', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
-        fields.push(lineStart - start, colon - start, i - start);
+        if (n >= MAX_HEADER_LINES * 3) throw new Http1ParseError('too many headers', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
+        fields[n] = lineStart - start;
+        fields[n + 1] = colon - start;
+        fields[n + 2] = i - start;
+        n += 3;
       }
       i += 2;
       lineStart = i;
       colon = -1;
     }
     if (i - start > this.maxHeaderBytes) throw new Http1ParseError('headers too large', 431, 'MESHEXT_ERR_HTTP1_HEADERS_TOO_LARGE');
+    this.#fieldCount = n;
     this.#scanAt = i - start;
     this.#lineStart = lineStart - start;
     this.#colon = colon < 0 ? -1 : colon - start;
     return -1;
   }
 
-  /** Builds the head from its text (without the final CRLFCRLF) and the scanned field offsets. */
-  #parseHead(text: string): Http1Head {
+  /** Builds the head from its text (without the final CRLFCRLF, from `buf` at `at`) and the scanned field offsets. */
+  #parseHead(buf: Buffer, at: number, text: string): Http1Head {
     let lineEnd = this.#firstLineEnd;
     this.#firstLineEnd = -1;
     if (lineEnd < 0) lineEnd = text.length; // a head that is only a start line
@@ -403,23 +464,31 @@ export class Http1Parser {
     };
     if (this.isRequest) parseRequestLine(text, lineEnd, head);
     else parseStatusLine(text, lineEnd, head);
-    this.#takeFields(text, head.names, head.values);
+    this.#takeFields(buf, at, text, head.names, head.values);
     this.#frame(head);
     return head;
   }
 
-  /** Header fields of `text` at the scanned offsets: lower-cased names, values without OWS. */
-  #takeFields(text: string, names: string[], values: string[]): void {
+  /**
+   * Header fields of `text` (the bytes of `buf` from `at`) at the scanned offsets: lower-cased
+   * names, values without OWS.
+   */
+  #takeFields(buf: Buffer, at: number, text: string, names: string[], values: string[]): void {
     const f = this.#fields;
-    for (let k = 0; k < f.length; k += 3) {
+    const count = this.#fieldCount;
+    // Index stores rather than push(): V8 did not inline push() here.
+    let j = names.length;
+    for (let k = 0; k < count; k += 3) {
       let vs = f[k + 1]! + 1;
       let ve = f[k + 2]!;
       while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
       while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
-      names.push(text.slice(f[k]!, f[k + 1]!).toLowerCase());
-      values.push(text.slice(vs, ve));
+      const ns = f[k]!;
+      const ne = f[k + 1]!;
+      names[j] = knownName(buf, at + ns, at + ne) ?? text.slice(ns, ne).toLowerCase();
+      values[j++] = text.slice(vs, ve);
     }
-    f.length = 0;
+    this.#fieldCount = 0;
   }
 
   /** Message framing and connection persistence from the parsed headers (RFC 9112 §6, §9.3). */
@@ -428,6 +497,7 @@ export class Http1Parser {
     const values = head.values;
     let te: string | undefined;
     let cl: string | undefined;
+    let contentLength = -1;
     let connection: string | undefined;
     for (let i = 0; i < names.length; i++) {
       const n = names[i]!;
@@ -442,9 +512,11 @@ export class Http1Parser {
         case 14:
           if (n === 'content-length') {
             const v = values[i]!;
-            if (!DIGITS.test(v)) throw new Http1ParseError(`invalid content-length "${v}"`);
+            const length = decimalValue(v);
+            if (length < 0) throw new Http1ParseError(`invalid content-length "${v}"`);
             if (cl !== undefined && cl !== v) throw new Http1ParseError('conflicting content-length headers');
             cl = v;
+            contentLength = length;
           }
           break;
         case 17:
@@ -474,7 +546,7 @@ export class Http1Parser {
       }
       if (head.versionMinor === 0 && this.isRequest) throw new Http1ParseError('transfer-encoding in an HTTP/1.0 request');
     } else if (cl !== undefined) {
-      head.contentLength = Number(cl);
+      head.contentLength = contentLength;
     } else if (this.isRequest) {
       head.contentLength = 0;
     } else if (!noBodyStatus) {
@@ -494,13 +566,22 @@ function parseRequestLine(text: string, end: number, head: Http1Head): void {
   const sp1 = text.indexOf(' ');
   const sp2 = sp1 < 0 ? -1 : text.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 < 0 || sp2 >= end || sp2 === sp1 + 1) throw new Http1ParseError('malformed request line');
-  const method = text.slice(0, sp1);
-  if (method !== 'GET' && method !== 'POST' && !TOKEN.test(method)) throw new Http1ParseError('invalid method');
-  const version = text.slice(sp2 + 1, end);
-  if (version === 'HTTP/1.1') head.versionMinor = 1;
-  else if (version === 'HTTP/1.0') head.versionMinor = 0;
-  else if (/^HTTP\/[0-9]\.[0-9]$/.test(version)) throw new Http1ParseError(`unsupported version ${version}`, 505, 'MESHEXT_ERR_HTTP1_VERSION');
-  else throw new Http1ParseError('malformed request line');
+  // Common methods and versions are recognized in place: the method is then a constant string
+  // (its hash cached for the Set lookups downstream), and no version string is made.
+  let method: string;
+  if (sp1 === 3 && text.startsWith('GET')) method = 'GET';
+  else if (sp1 === 4 && text.startsWith('POST')) method = 'POST';
+  else {
+    method = text.slice(0, sp1);
+    if (!TOKEN.test(method)) throw new Http1ParseError('invalid method');
+  }
+  if (end - sp2 === 9 && text.startsWith('HTTP/1.1', sp2 + 1)) head.versionMinor = 1;
+  else if (end - sp2 === 9 && text.startsWith('HTTP/1.0', sp2 + 1)) head.versionMinor = 0;
+  else {
+    const version = text.slice(sp2 + 1, end);
+    if (/^HTTP\/[0-9]\.[0-9]$/.test(version)) throw new Http1ParseError(`unsupported version ${version}`, 505, 'MESHEXT_ERR_HTTP1_VERSION');
+    throw new Http1ParseError('malformed request line');
+  }
   head.method = method;
   head.target = text.slice(sp1 + 1, sp2);
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HeaderMap } from '../../filters/header-map.ts';
-import { isWritableHeader, serializeHeaders, serializeTrailers } from './wire.ts';
+import { HOP_BY_HOP, isHopByHop, isWritableHeader, serializeHeaders, serializeTrailers } from './wire.ts';
 
 function map(pairs: [string, string][]): HeaderMap {
   const h = new HeaderMap();
@@ -61,4 +61,22 @@ test('serializeTrailers: framing, hop-by-hop, pseudo and unsafe fields never wri
     ['x-b', 'two'],
   ]);
   assert.equal(serializeTrailers(t), 'grpc-status: 0\r\nx-b: two\r\n');
+});
+
+test('isHopByHop agrees with HOP_BY_HOP', () => {
+  for (const n of HOP_BY_HOP) assert.equal(isHopByHop(n), true, n);
+  for (const n of ['', 't', 'tE', 'TE', 'host', 'content-length', 'connections', 'keep-alive2', 'upgrades', 'x-connection', 'http2-setting', 'proxy-connectio', 'transfer-encodin']) {
+    assert.equal(isHopByHop(n), HOP_BY_HOP.has(n), n);
+  }
+});
+
+test('isWritableHeader: the same answer the second time (remembered names), long names included', () => {
+  const long = 'x-' + 'a'.repeat(200);
+  for (let round = 0; round < 2; round++) {
+    assert.equal(isWritableHeader('x-ok', 'v'), true);
+    assert.equal(isWritableHeader(long, 'v'), true);
+    assert.equal(isWritableHeader('x-ok', 'a\r\nb'), false);
+    assert.equal(isWritableHeader('a b', 'v'), false);
+    assert.equal(isWritableHeader('', 'v'), false);
+  }
 });

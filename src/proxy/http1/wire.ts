@@ -14,6 +14,22 @@ const log = logger('http');
 /** Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1, as Envoy strips them). */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings']);
 
+/**
+ * HOP_BY_HOP.has(name) without hashing `name` (header names are often fresh strings): the length
+ * picks at most two candidates to compare.
+ */
+export function isHopByHop(name: string): boolean {
+  switch (name.length) {
+    case 2: return name === 'te';
+    case 7: return name === 'upgrade';
+    case 10: return name === 'connection' || name === 'keep-alive';
+    case 14: return name === 'http2-settings';
+    case 16: return name === 'proxy-connection';
+    case 17: return name === 'transfer-encoding';
+    default: return false;
+  }
+}
+
 /** Below this, head and body are copied into one Buffer (one syscall); above, written separately. */
 const COALESCE_LIMIT = 16 * 1024;
 
@@ -27,17 +43,34 @@ export function reasonPhrase(status: number): string {
 
 
 /**
- * Whether a header may be written on an HTTP/1.1 wire (valid token name, no CR/LF/NUL/controls in
- * the value). A char loop: these strings are short, and two regular expression calls per header
- * cost several times more.
+ * Names that passed the token check: a head's usual names (constant strings from the parser's
+ * table and the proxy's own code, hashes cached) then cost one Set lookup instead of a loop over
+ * their characters. Bounded in count and name length, since request header names are the
+ * client's: other names are checked every time.
  */
-export function isWritableHeader(name: string, value: string): boolean {
+const TOKEN_NAMES = new Set<string>();
+const MAX_TOKEN_NAMES = 1024;
+const MAX_REMEMBERED_NAME = 64;
+
+function isTokenName(name: string): boolean {
+  if (TOKEN_NAMES.has(name)) return true;
   const nl = name.length;
   if (nl === 0) return false;
   for (let i = 0; i < nl; i++) {
     const c = name.charCodeAt(i);
     if (c > 255 || TCHAR[c] === 0) return false;
   }
+  if (nl <= MAX_REMEMBERED_NAME && TOKEN_NAMES.size < MAX_TOKEN_NAMES) TOKEN_NAMES.add(name);
+  return true;
+}
+
+/**
+ * Whether a header may be written on an HTTP/1.1 wire (valid token name, no CR/LF/NUL/controls in
+ * the value). A char loop for the value: these strings are short, and a regular expression call
+ * per header costs more.
+ */
+export function isWritableHeader(name: string, value: string): boolean {
+  if (!isTokenName(name)) return false;
   const vl = value.length;
   for (let i = 0; i < vl; i++) {
     const c = value.charCodeAt(i);
@@ -75,7 +108,7 @@ export function serializeHeaders(headers: HeaderMap, keepTeTrailers: boolean, sk
     const n = names[i]!;
     if (n.charCodeAt(0) === 58) continue;
     const v = values[i]!;
-    if (HOP_BY_HOP.has(n)) {
+    if (isHopByHop(n)) {
       if (!(keepTeTrailers && n === 'te' && v === 'trailers')) continue;
     } else if (n === 'content-length') {
       if (contentLength !== undefined) continue; // duplicates were rejected or joined upstream; write one
@@ -101,7 +134,7 @@ export function serializeTrailers(trailers: HeaderMap): string {
   const values = trailers.values;
   for (let i = 0; i < names.length; i++) {
     const n = names[i]!;
-    if (n.charCodeAt(0) === 58 || HOP_BY_HOP.has(n) || n === 'content-length') continue;
+    if (n.charCodeAt(0) === 58 || isHopByHop(n) || n === 'content-length') continue;
     const v = values[i]!;
     if (isWritableHeader(n, v)) text += n + ': ' + v + '\r\n';
     else dropped(n, v);
