@@ -374,12 +374,16 @@ export class HttpListener implements StreamContext, Http1StreamHost {
     const names = head.names;
     const values = head.values;
     hv.push('', path, head.method, scheme);
+    // Whether the request carries none of the headers the connection manager sets below (the
+    // usual case): then they are appended without looking them up.
+    let forwarding = false;
     for (let i = 0; i < names.length; i++) {
       const n = names[i]!;
       if (n === 'host') {
         authority ??= values[i]!;
         continue;
       }
+      if (n.charCodeAt(0) === 120 /* x */ && (n === 'x-forwarded-for' || n === 'x-forwarded-proto' || n === 'x-request-id')) forwarding = true;
       if (isHopByHop(n) && !(n === 'te' && values[i] === 'trailers')) continue;
       if (n === 'expect' && isExpectContinue(values[i]!)) continue;
       hn.push(n);
@@ -401,18 +405,26 @@ export class HttpListener implements StreamContext, Http1StreamHost {
       authority = '';
     }
     hv[0] = authority;
-    return this.#startStream(headers, si, conn.remote, stream, scheme, head.bodyless);
+    return this.#startStream(headers, si, conn.remote, stream, scheme, head.bodyless, !forwarding);
   }
 
   /** Connection-manager header rules, then the filter manager; shared by both codecs. */
-  #startStream(headers: HeaderMap, si: StreamInfo, remote: Address, codec: DownstreamCodec & { fm: FilterManager | undefined }, scheme: string, endStream: boolean): FilterManager {
-    const xff = headers.get('x-forwarded-for');
-    headers.set('x-forwarded-for', xff ? `${xff}, ${remote.address}` : remote.address);
-    if (this.config.direction === 'gateway' || !headers.has('x-forwarded-proto')) headers.set('x-forwarded-proto', scheme);
-    let rid = headers.get('x-request-id');
-    if (!rid) {
+  #startStream(headers: HeaderMap, si: StreamInfo, remote: Address, codec: DownstreamCodec & { fm: FilterManager | undefined }, scheme: string, endStream: boolean, noForwardingHeaders = false): FilterManager {
+    let rid: string | undefined;
+    if (noForwardingHeaders) {
+      // The same result as the lookups below when none of the three is present.
       rid = newRequestId();
-      headers.add('x-request-id', rid);
+      headers.names.push('x-forwarded-for', 'x-forwarded-proto', 'x-request-id');
+      headers.values.push(remote.address, scheme, rid);
+    } else {
+      const xff = headers.get('x-forwarded-for');
+      headers.set('x-forwarded-for', xff ? `${xff}, ${remote.address}` : remote.address);
+      if (this.config.direction === 'gateway' || !headers.has('x-forwarded-proto')) headers.set('x-forwarded-proto', scheme);
+      rid = headers.get('x-request-id');
+      if (!rid) {
+        rid = newRequestId();
+        headers.add('x-request-id', rid);
+      }
     }
     si.requestId = rid;
     const fm = new FilterManager(this, codec, si, this.chain);

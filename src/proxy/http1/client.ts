@@ -14,7 +14,7 @@ import { Http1ParseError, Http1Parser, type Http1Events, type Http1Head } from '
 import { tls } from '../node-builtins.ts';
 import type { ByteStream } from '../transport/byte-stream.ts';
 import { connectNative } from '../transport/native-socket.ts';
-import { HOP_BY_HOP, isWritableHeader, serializeHeaders, serializeTrailers, writeFramed } from './wire.ts';
+import { isHopByHop, isWritableHeader, serializeHeaders, serializeTrailers, writeFramed } from './wire.ts';
 
 /** Why an exchange failed, in Envoy's terms (the router maps these to local replies and flags). */
 export type Http1Failure = 'connection_failure' | 'connection_termination' | 'protocol_error';
@@ -486,7 +486,7 @@ export class Http1Exchange {
     let hint = 0;
     for (let i = 0; i < names.length; i++) {
       const n = names[i]!;
-      if (HOP_BY_HOP.has(n)) {
+      if (isHopByHop(n)) {
         if (n === 'keep-alive') {
           const m = /timeout=(\d+)/i.exec(values[i]!);
           if (m) hint = Number(m[1]);

@@ -155,6 +155,7 @@ function dropped(name: string, value: string): void {
  * small, otherwise corked. Returns socket.write's backpressure result.
  */
 export function writeFramed(socket: ByteStream, prefix: string, data: readonly Buffer[], suffix: string): boolean {
+  if (socket.writeParts !== undefined) return socket.writeParts(prefix, data, suffix);
   let total = prefix.length + suffix.length;
   for (let i = 0; i < data.length; i++) total += data[i]!.length;
   if (data.length === 0) {

@@ -12,6 +12,8 @@ export interface ByteStream {
   readonly writableEnded: boolean;
   readonly writableNeedDrain: boolean;
   write(data: string | Uint8Array, encoding?: BufferEncoding): boolean;
+  /** Optional: a whole framed message (head, body chunks, tail) in one write without a Buffer of its own. */
+  writeParts?(prefix: string, chunks: readonly Uint8Array[], suffix: string): boolean;
   end(): unknown;
   end(data: string, encoding: BufferEncoding): unknown;
   destroy(err?: Error): unknown;

@@ -292,6 +292,34 @@ export class NativeSocket extends EventEmitter implements ByteStream {
     } else {
       r = addon!.write(this.#id, data);
     }
+    return this.#afterWrite(r);
+  }
+
+  /**
+   * `prefix`, the chunks and `suffix` (latin1 strings around a body) as one write, assembled in the
+   * shared write buffer: no Buffer of its own, one copy of the body. False above the high-water mark.
+   */
+  writeParts(prefix: string, chunks: readonly Uint8Array[], suffix: string): boolean {
+    let total = prefix.length + suffix.length;
+    for (let i = 0; i < chunks.length; i++) total += chunks[i]!.length;
+    if (total > WRITE_BUFFER_BYTES || this.#corked !== undefined || this.connecting || this.destroyed || this.writableEnded) {
+      const parts: Uint8Array[] = [];
+      if (prefix.length !== 0) parts.push(Buffer.from(prefix, 'latin1'));
+      for (let i = 0; i < chunks.length; i++) parts.push(chunks[i]!);
+      if (suffix.length !== 0) parts.push(Buffer.from(suffix, 'latin1'));
+      return this.write(Buffer.concat(parts));
+    }
+    const area = writeArea;
+    let at = prefix.length === 0 ? 0 : area.write(prefix, 0, 'latin1');
+    for (let i = 0; i < chunks.length; i++) {
+      area.set(chunks[i]!, at);
+      at += chunks[i]!.length;
+    }
+    if (suffix.length !== 0) at += area.write(suffix, at, 'latin1');
+    return this.#afterWrite(addon!.writeShared(this.#id, at));
+  }
+
+  #afterWrite(r: number): boolean {
     if (r < 0) {
       const err = systemError(r, 'write');
       process.nextTick(() => this.destroy(err));
