@@ -21,6 +21,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { MESHEXT_NODE_ARGS, startUpstream, type ContenderSpec } from './lib/contenders.ts';
 import { describeMachine, probeBusy } from './lib/machine.ts';
+import { buildTransportAddon, TRANSPORT_TARGET } from '../src/proxy/transport/native/build.ts';
+import { describeTransport } from '../src/proxy/transport/native-socket.ts';
 import { runGroup, type Scenario } from './lib/macro.ts';
 import { bareWorkerMiB, medianPoint, memoryPoint, type MemoryPoint, type MemVariant } from './lib/memory.ts';
 import { runMicro } from './lib/micro-runner.ts';
@@ -103,7 +105,11 @@ async function main(): Promise<void> {
   if (!argv.includes('--no-setup')) {
     const installed = await ensurePeers(log);
     if (installed.length) log(`setup: installed ${installed.join(', ')}`);
+    // meshext's default data path: the native transport, when it can be built here
+    if (!existsSync(TRANSPORT_TARGET)) log(buildTransportAddon(log) ? 'setup: built the native transport' : 'setup: native transport not built; meshext runs on node:net');
   }
+  const meshextTransport = describeTransport();
+  log(`meshext HTTP/1.1 transport: ${meshextTransport}`);
   const machine = describeMachine();
   const tools = await toolVersions();
   log(`machine: ${machine.nproc} CPUs, ${machine.model}, kernel ${machine.kernel}; ${JSON.stringify(tools)}`);
@@ -133,11 +139,11 @@ async function main(): Promise<void> {
     profile: undefined,
     niceness,
     settings: quick
-      ? { warmSeconds: 2, runSeconds: 1, runs: 3, latencySeconds: 1, maxExtraRuns: 0, meshextNodeArgs }
+      ? { warmSeconds: 2, runSeconds: 1, runs: 3, latencySeconds: 1, maxExtraRuns: 0, meshextNodeArgs, meshextTransport }
       : // 6 s: V8 takes several seconds under load to optimize meshext's request path (measured:
         // the first 3 s run costs up to 2x the CPU per request of later ones); nginx and HAProxy
         // need no warm-up, and every contender gets the same.
-        { warmSeconds: 6, runSeconds: 4, runs: 5, latencySeconds: 5, maxExtraRuns: 1, meshextNodeArgs },
+        { warmSeconds: 6, runSeconds: 4, runs: 5, latencySeconds: 5, maxExtraRuns: 1, meshextNodeArgs, meshextTransport },
     durationSeconds: 0,
   };
 
