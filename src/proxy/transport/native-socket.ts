@@ -49,6 +49,8 @@ const EV_SHUTDOWN = 6;
 const HIGH_WATER_MARK = 16 * 1024;
 const READ_BUFFER_BYTES = 64 * 1024;
 const WRITE_BUFFER_BYTES = 64 * 1024;
+/** Up to this, a framed message is assembled in the write buffer and written at once (as wire.ts). */
+const COALESCE_LIMIT = 16 * 1024;
 
 let addon: Addon | undefined;
 let loadError: string | undefined;
@@ -302,12 +304,13 @@ export class NativeSocket extends EventEmitter implements ByteStream {
   writeParts(prefix: string, chunks: readonly Uint8Array[], suffix: string): boolean {
     let total = prefix.length + suffix.length;
     for (let i = 0; i < chunks.length; i++) total += chunks[i]!.length;
-    if (total > WRITE_BUFFER_BYTES || this.#corked !== undefined || this.connecting || this.destroyed || this.writableEnded) {
-      const parts: Uint8Array[] = [];
-      if (prefix.length !== 0) parts.push(Buffer.from(prefix, 'latin1'));
-      for (let i = 0; i < chunks.length; i++) parts.push(chunks[i]!);
-      if (suffix.length !== 0) parts.push(Buffer.from(suffix, 'latin1'));
-      return this.write(Buffer.concat(parts));
+    if (total > COALESCE_LIMIT || this.#corked !== undefined || this.connecting || this.destroyed || this.writableEnded) {
+      // Large bodies go out from their own memory (a copy costs more than the extra syscalls).
+      let ok = true;
+      if (prefix.length !== 0) ok = this.write(prefix, 'latin1');
+      for (let i = 0; i < chunks.length; i++) ok = this.write(chunks[i]!);
+      if (suffix.length !== 0) ok = this.write(suffix, 'latin1');
+      return ok;
     }
     const area = writeArea;
     let at = prefix.length === 0 ? 0 : area.write(prefix, 0, 'latin1');
