@@ -79,6 +79,13 @@ const MAX_REQUEST_HEADER_BYTES = 60 * 1024;
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
+/** What the first bytes of a cleartext connection say: HTTP/2 prior knowledge, HTTP/1.x, or not yet. */
+function sniffPreface(bytes: Buffer): 'h2' | 'h1' | 'more' {
+  const n = Math.min(bytes.length, H2_PREFACE.length);
+  if (!bytes.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return 'h1';
+  return n < H2_PREFACE.length ? 'more' : 'h2';
+}
+
 /**
  * `Expect: 100-continue` is answered by the proxy itself (the HTTP/1.1 codec and node:http2 send
  * the interim 100 Continue) and not forwarded, as Envoy does with proxy_100_continue off.
@@ -220,16 +227,15 @@ export class HttpListener implements StreamContext, Http1StreamHost {
         let seen: Buffer | undefined;
         const sniff = (chunk: Buffer) => {
           const bytes = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
-          const n = Math.min(bytes.length, H2_PREFACE.length);
-          const prefixMatches = bytes.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-          if (prefixMatches && n < H2_PREFACE.length) {
+          const verdict = sniffPreface(bytes);
+          if (verdict === 'more') {
             seen = bytes;
             return;
           }
           socket.off('data', sniff);
           socket.pause();
           socket.unshift(bytes);
-          if (prefixMatches) {
+          if (verdict === 'h2') {
             // node:http2 reads what is already buffered on the socket itself (on the next tick);
             // resuming here would flow the preface away to no listener.
             h2.emit('connection', socket);
@@ -274,14 +280,13 @@ export class HttpListener implements StreamContext, Http1StreamHost {
     let seen: Buffer | undefined;
     const sniff = (chunk: Buffer) => {
       const bytes = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
-      const n = Math.min(bytes.length, H2_PREFACE.length);
-      const prefixMatches = bytes.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-      if (prefixMatches && n < H2_PREFACE.length) {
+      const verdict = sniffPreface(bytes);
+      if (verdict === 'more') {
         seen = Buffer.from(bytes); // the read buffer is reused
         return;
       }
       socket.off('data', sniff);
-      if (!prefixMatches) {
+      if (verdict === 'h1') {
         this.#acceptHttp1(socket, true);
         // The codec's reader is attached now: give it what was read (still valid in this call).
         socket.onBytes(bytes);
