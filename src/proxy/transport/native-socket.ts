@@ -358,12 +358,18 @@ export class NativeSocket extends EventEmitter implements ByteStream {
     if (data !== undefined) this.write(data, encoding);
     this.writableEnded = true;
     if (this.connecting) {
-      this.once('connect', () => addon!.shutdown(this.#id));
+      this.once('connect', () => this.#shutdown());
       return this;
     }
     this.#flushCorked();
-    addon!.shutdown(this.#id);
+    this.#shutdown();
     return this;
+  }
+
+  /** Sends our FIN after what is queued. A shutdown that cannot start (the peer reset) counts as done. */
+  #shutdown(): void {
+    if (this.destroyed) return;
+    if (addon!.shutdown(this.#id) < 0) this.onShutdown();
   }
 
   // ------------------------------------------------------------ lifetime
