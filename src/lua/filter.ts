@@ -127,7 +127,7 @@ export class LuaHttpFilter implements HttpFilter {
       d.http.cancel();
       d.http = undefined;
     }
-    if (d.state !== State.Done || d.thread >= 0 || d.cid !== 0) this.#finish(d, State.Done);
+    this.#finish(d, State.Done);
   }
 
   #onHeaders(d: Direction, headers: HeaderMap, endStream: boolean): HeadersStatus {

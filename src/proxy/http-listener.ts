@@ -27,7 +27,7 @@ import { tls } from './node-builtins.ts';
 import { Http1ParseError, type Http1Head } from './http1/parser.ts';
 import { Http1ServerConnection, type Http1ServerStream, type Http1StreamHost } from './http1/server.ts';
 import type { ByteStream } from './transport/byte-stream.ts';
-import { NativeServer, nativeTransportAvailable, type NativeSocket } from './transport/native-socket.ts';
+import { NativeServer, nativeTransportStatus, type NativeSocket } from './transport/native-socket.ts';
 
 const log = logger('http');
 
@@ -209,7 +209,7 @@ export class HttpListener implements StreamContext, Http1StreamHost {
         }
       });
       server.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'));
-    } else if (nativeTransportAvailable()) {
+    } else if (nativeTransportStatus().native) {
       // Plaintext on the native transport (transport/native-socket.ts): it listens itself, with
       // SO_REUSEPORT as node:net's reusePort.
       this.#server = new NativeServer(this.config.address, this.config.port, 4096, (socket) => {

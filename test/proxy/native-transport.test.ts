@@ -228,3 +228,18 @@ test('an unref-ed idle connection does not keep the thread alive', { skip }, asy
     await srv.close();
   }
 });
+
+test('an unknown MESHEXT_TRANSPORT value is named in a warning, and the native transport is used', { skip }, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const script = `
+    import { nativeTransportStatus } from ${JSON.stringify(new URL('../../src/proxy/transport/native-socket.ts', import.meta.url).href)};
+    console.log('status', JSON.stringify(nativeTransportStatus()));
+  `;
+  const { NODE_TEST_CONTEXT: _ctx, ...env } = process.env;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000, env: { ...env, MESHEXT_TRANSPORT: 'fast' } });
+  assert.equal(r.status, 0, r.stderr);
+  const out = r.stdout + r.stderr;
+  assert.match(out, /MESHEXT_TRANSPORT is neither 'node' nor 'native'/);
+  assert.match(out, /"fast"/);
+  assert.match(out, /status \{"native":true\}/);
+});

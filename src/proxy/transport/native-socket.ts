@@ -69,6 +69,10 @@ function transport(): Addon | undefined {
     loadError = 'MESHEXT_TRANSPORT=node';
     return undefined;
   }
+  const wanted = process.env.MESHEXT_TRANSPORT;
+  if (wanted !== undefined && wanted !== '' && wanted !== 'native') {
+    log.warn({ MESHEXT_TRANSPORT: wanted }, "MESHEXT_TRANSPORT is neither 'node' nor 'native'; using the native transport (set MESHEXT_TRANSPORT=node for node:net, or unset it)");
+  }
   if (!existsSync(TRANSPORT_ADDON_PATH)) {
     loadError = 'not built (npm run build:transport)';
     return undefined;
@@ -138,7 +142,6 @@ export class NativeSocket extends EventEmitter implements ByteStream {
   #paused = false;
   #eof = false;
   #shutDone = false;
-  #queued = 0;
   #needDrain = false;
   #corked: Array<string | Uint8Array> | undefined;
   #connectTimer: NodeJS.Timeout | undefined;
@@ -225,7 +228,6 @@ export class NativeSocket extends EventEmitter implements ByteStream {
   }
 
   onDrained(): void {
-    this.#queued = 0;
     if (this.#needDrain) {
       this.#needDrain = false;
       this.emit('drain');
@@ -328,7 +330,6 @@ export class NativeSocket extends EventEmitter implements ByteStream {
       process.nextTick(() => this.destroy(err));
       return false;
     }
-    this.#queued = r;
     if (r >= HIGH_WATER_MARK) this.#needDrain = true;
     return !this.#needDrain;
   }
@@ -452,7 +453,7 @@ export function connectNative(ip: string, port: number): NativeSocket | undefine
 }
 
 /** A listening socket on the native transport (SO_REUSEPORT, as node:net's `reusePort`). */
-export class NativeServer extends EventEmitter {
+export class NativeServer {
   readonly #id: number;
   readonly #onConnection: (socket: NativeSocket) => void;
   #closed = false;
@@ -460,7 +461,6 @@ export class NativeServer extends EventEmitter {
 
   /** Throws a system error (EADDRINUSE, ...) when it cannot listen. */
   constructor(ip: string, port: number, backlog: number, onConnection: (socket: NativeSocket) => void) {
-    super();
     const a = transport();
     if (a === undefined) throw new Error(`native transport unavailable: ${loadError}`);
     const id = a.listen(ip, port, backlog);
@@ -500,7 +500,3 @@ export class NativeServer extends EventEmitter {
   }
 }
 
-/** True when this thread can use the native transport (built, loadable, not turned off). */
-export function nativeTransportAvailable(): boolean {
-  return transport() !== undefined;
-}

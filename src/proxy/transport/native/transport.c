@@ -27,7 +27,6 @@ typedef struct conn {
   uv_tcp_t tcp; /* first: the handle pointer is the conn pointer */
   instance* inst;
   int32_t id;
-  int listener;
   int closing;
   int shut;
   size_t queued; /* bytes held by pending uv_write requests */
@@ -303,7 +302,6 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
   if (r != 0) return num(env, r);
   conn* c = conn_new(in);
   if (c == NULL) return num(env, UV_ENOMEM);
-  c->listener = 1;
   uv_tcp_init_ex(in->loop, &c->tcp, addr.ss_family);
   in->open++;
   /* SO_REUSEPORT: every worker listens on the same port and the kernel spreads connections. */
@@ -413,19 +411,6 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   ARGS(1)
   conn* c = id_get(in, arg_i32(env, argv[0]));
   if (c != NULL) close_conn(c);
-  return NULL;
-}
-
-/* reset(id): closes with RST (SO_LINGER 0), as a proxy resets a stream it gives up on */
-static napi_value js_reset(napi_env env, napi_callback_info info) {
-  ARGS(1)
-  conn* c = id_get(in, arg_i32(env, argv[0]));
-  if (c == NULL) return NULL;
-  c->closing = 1;
-  if (uv_tcp_close_reset(&c->tcp, on_closed) != 0) {
-    c->closing = 0;
-    close_conn(c);
-  }
   return NULL;
 }
 
@@ -542,7 +527,6 @@ static napi_value init_module(napi_env env, napi_value exports) {
       {"writeShared", NULL, js_write_shared, NULL, NULL, NULL, napi_default, NULL},
       {"shutdown", NULL, js_shutdown, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
-      {"reset", NULL, js_reset, NULL, NULL, NULL, napi_default, NULL},
       {"setRef", NULL, js_set_ref, NULL, NULL, NULL, napi_default, NULL},
       {"addresses", NULL, js_addresses, NULL, NULL, NULL, napi_default, NULL},
       {"detach", NULL, js_detach, NULL, NULL, NULL, napi_default, NULL},
