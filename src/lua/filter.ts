@@ -31,9 +31,16 @@ export const State = {
 } as const;
 export type State = (typeof State)[keyof typeof State];
 
+/** What a running hook reaches its stream through. */
+export interface LuaStreamFilter {
+  readonly callbacks: HttpFilterCallbacks;
+  readonly stats: LuaFilterStats;
+}
+
 /** One direction of one stream: the hook's coroutine and what it waits for. */
 export class Direction {
-  readonly filter: LuaHttpFilter;
+  /** Mutable only for the compiled tier's per-script Directions, lent to one hook at a time. */
+  filter: LuaStreamFilter;
   /** 0 request (envoy_on_request), 1 response (envoy_on_response). */
   readonly dir: 0 | 1;
   cid = 0;
@@ -66,7 +73,7 @@ export class Direction {
   /** The hook function returned (the prelude marked its handle dead itself). */
   endedOk = false;
 
-  constructor(filter: LuaHttpFilter, dir: 0 | 1) {
+  constructor(filter: LuaStreamFilter, dir: 0 | 1) {
     this.filter = filter;
     this.dir = dir;
   }
@@ -412,30 +419,10 @@ export class LuaHttpFilter implements HttpFilter {
   }
 
   #respond(d: Direction, headers: LuaValue, body: LuaValue): void {
-    const extra: [string, string][] = [];
-    let status = 200;
-    if (isLuaTable(headers)) {
-      const t = headers.luaTable;
-      for (let i = 0; i + 1 < t.length; i += 2) {
-        const k = t[i];
-        const val = t[i + 1];
-        if (typeof k !== 'string') continue;
-        const key = k.toLowerCase();
-        if (key === ':status') {
-          status = Number(val);
-          continue;
-        }
-        if (typeof val === 'string' || typeof val === 'number') extra.push([key, String(val)]);
-        else if (isLuaTable(val)) for (const x of luaArray(val)) extra.push([key, String(x)]);
-      }
-    }
     d.state = State.Responded;
     d.stopped = true;
     this.#releaseThread(d); // the coroutine is never resumed for real (Envoy)
-    this.callbacks.sendLocalReply(status, Buffer.from(typeof body === 'string' ? body : '', 'latin1'), {
-      headers: extra,
-      details: 'lua_response',
-    });
+    sendLuaReply(this.callbacks, headers, body);
   }
 
   #scriptError(d: Direction, message: string): void {
@@ -470,6 +457,94 @@ export class LuaHttpFilter implements HttpFilter {
   #finish(d: Direction, state: State): void {
     d.state = state;
     this.#releaseThread(d);
+  }
+}
+
+/** respond()'s local reply: `:status` and the other headers of the Lua table, the body as bytes. */
+function sendLuaReply(callbacks: HttpFilterCallbacks, headers: LuaValue, body: LuaValue): void {
+  const extra: [string, string][] = [];
+  let status = 200;
+  if (isLuaTable(headers)) {
+    const t = headers.luaTable;
+    for (let i = 0; i + 1 < t.length; i += 2) {
+      const k = t[i];
+      const val = t[i + 1];
+      if (typeof k !== 'string') continue;
+      const key = k.toLowerCase();
+      if (key === ':status') {
+        status = Number(val);
+        continue;
+      }
+      if (typeof val === 'string' || typeof val === 'number') extra.push([key, String(val)]);
+      else if (isLuaTable(val)) for (const x of luaArray(val)) extra.push([key, String(x)]);
+    }
+  }
+  callbacks.sendLocalReply(status, Buffer.from(typeof body === 'string' ? body : '', 'latin1'), {
+    headers: extra,
+    details: 'lua_response',
+  });
+}
+
+/**
+ * The filter for scripts of the compiled tier. Their hooks run to the end in one call (they cannot
+ * wait for a body, trailers or a callout), so this filter has no per-direction state machine, no
+ * data or trailer callbacks (the manager passes those by), and allocates nothing per stream beyond
+ * itself: each hook borrows the script's Direction for its direction (LuaScript.lendDirection).
+ * What a hook can end with is what LuaHttpFilter does after a run: continue, respond() (a local
+ * reply) or a script error (the fail strategy).
+ */
+export class CompiledLuaFilter implements HttpFilter, LuaStreamFilter {
+  readonly script: LuaScript;
+  readonly callbacks: HttpFilterCallbacks;
+  readonly stats: LuaFilterStats;
+  destroyed = false;
+
+  constructor(script: LuaScript, callbacks: HttpFilterCallbacks, stats: LuaFilterStats) {
+    this.script = script;
+    this.callbacks = callbacks;
+    this.stats = stats;
+  }
+
+  decodeHeaders(headers: HeaderMap): HeadersStatus {
+    return this.#run(0, headers);
+  }
+
+  encodeHeaders(headers: HeaderMap): HeadersStatus {
+    return this.#run(1, headers);
+  }
+
+  onDestroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.script.filterDone();
+  }
+
+  #run(dir: 0 | 1, headers: HeaderMap): HeadersStatus {
+    const s = this.script;
+    if (!s.hasHook(dir) || this.destroyed) return HeadersStatus.Continue;
+    const d = s.lendDirection(dir, this, headers);
+    this.stats.executions.inc();
+    let r: number | [ThreadRef, ResumeResult];
+    try {
+      r = s.state.startHook!(dir, d.cid, d.seg, 0, 0, 0);
+    } catch (e) {
+      r = [-1, { status: ResumeStatus.Error, values: [], error: `lua engine error: ${(e as Error).message}`, used: 0 }];
+    } finally {
+      s.returnDirection(d);
+    }
+    if (typeof r === 'number') return HeadersStatus.Continue;
+    const res = r[1];
+    if (res.status === ResumeStatus.Ok) return HeadersStatus.Continue;
+    if (res.status === ResumeStatus.Yield && res.values[0] === SENTINEL && res.values[1] === 'respond') {
+      sendLuaReply(this.callbacks, res.values[2], res.values[3]);
+      return HeadersStatus.StopIteration;
+    }
+    this.stats.errors.inc();
+    const message = res.status === ResumeStatus.Error ? res.error : 'script performed an unexpected yield';
+    s.log.error('script log: %s', message);
+    if (!s.failClosed || this.destroyed) return HeadersStatus.Continue;
+    this.callbacks.sendLocalReply(500, '', { details: 'lua_script_error' });
+    return HeadersStatus.StopIteration;
   }
 }
 

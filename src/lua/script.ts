@@ -23,7 +23,7 @@ import {
   type LuaValue,
 } from './engine.ts';
 import type { CompiledLuaState } from './compiled-engine.ts';
-import { Direction, LuaHttpFilter, luaArray } from './filter.ts';
+import { CompiledLuaFilter, Direction, LuaHttpFilter, State, luaArray, type LuaStreamFilter } from './filter.ts';
 import { COMPAT_LUAJIT, PRELUDE, SANDBOX } from './prelude.ts';
 
 export interface LuaScriptOptions {
@@ -46,6 +46,9 @@ export interface LuaFilterStats {
   /** Scope for handle:stats() (e.g. `http.ingress.lua`). */
   scope: string;
 }
+
+/** What a lent Direction points at between hooks: nothing (host calls then fail the seg check). */
+const IDLE_FILTER: LuaStreamFilter = { callbacks: undefined as unknown as HttpFilterCallbacks, stats: undefined as unknown as LuaFilterStats };
 
 const DEAD = new Multi([false, 'object used outside of proper scope']);
 const CANNOT_MODIFY = new Multi([false, 'header map can no longer be modified']);
@@ -239,6 +242,10 @@ export class LuaScript {
   readonly #pfKeysLower: [string[], string[]] = [[], []];
   readonly #pfNs: [string[], string[]] = [[], []];
   readonly #pfNsText: [string[], string[]] = [[], []];
+  /** The compiled tier's state: hooks run to the end in one call (see CompiledLuaFilter). */
+  readonly compiled: boolean;
+  /** Per direction, the Direction lent to compiled hooks, registered once (lendDirection). */
+  readonly #lent: [Direction | undefined, Direction | undefined] = [undefined, undefined];
   #active = 0;
   #segment = 0;
   #released = false;
@@ -262,7 +269,8 @@ export class LuaScript {
     this.#dv = io ? new DataView(io.buffer, io.byteOffset, io.byteLength) : undefined;
     this.#ioQueue = state.ioQueueBytes ?? 0;
     // the compiled tier's state (duck-typed: importing it here would load it in every Lua worker)
-    if ('loadScript' in state) {
+    this.compiled = 'loadScript' in state;
+    if (this.compiled) {
       const compiled = state as CompiledLuaState;
       // the compiled tier: no prelude or sandbox to run, the hooks call the host table directly
       // unwrapped: a compiled hook runs inside the state's try/catch, where a host function's
@@ -316,10 +324,40 @@ export class LuaScript {
     return (this.hooks & (dir === 0 ? 1 : 2)) !== 0;
   }
 
-  createFilter(callbacks: HttpFilterCallbacks, stats: LuaFilterStats): LuaHttpFilter | null {
+  createFilter(callbacks: HttpFilterCallbacks, stats: LuaFilterStats): LuaHttpFilter | CompiledLuaFilter | null {
     if (this.hooks === 0 || this.#closed) return null;
     this.#active++;
-    return new LuaHttpFilter(this, callbacks, stats);
+    return this.compiled ? new CompiledLuaFilter(this, callbacks, stats) : new LuaHttpFilter(this, callbacks, stats);
+  }
+
+  /**
+   * The Direction a compiled hook of `dir` runs with: the script's own one, registered once, so a
+   * stream allocates and registers nothing per hook. A hook started while that one is in use (a
+   * host call that re-entered the chain) gets a Direction of its own, as LuaHttpFilter's.
+   */
+  lendDirection(dir: 0 | 1, filter: LuaStreamFilter, headers: HeaderMap): Direction {
+    let d = this.#lent[dir];
+    if (d === undefined || d.state === State.Running) {
+      const own = new Direction(filter, dir);
+      own.cid = this.register(own);
+      if (d === undefined) this.#lent[dir] = own;
+      d = own;
+    }
+    d.filter = filter;
+    d.headers = headers;
+    d.seg = this.nextSegment();
+    d.state = State.Running;
+    return d;
+  }
+
+  /** The compiled hook ended: nothing of the stream stays reachable from the script. */
+  returnDirection(d: Direction): void {
+    d.state = State.Idle;
+    d.headers = undefined;
+    d.filter = IDLE_FILTER;
+    // a stale (cid, seg) pair can never match again
+    d.seg = 0;
+    if (d !== this.#lent[d.dir]) this.unregister(d.cid);
   }
 
   /** A filter's stream ended. */

@@ -1316,6 +1316,107 @@ describe('compiled tier eligibility (compileLua)', () => {
   });
 });
 
+describe('compiled tier: the lean stream filter (CompiledLuaFilter)', () => {
+  const PARITY = [
+    'function envoy_on_request(h)',
+    '  local n = tonumber(h:headers():get("x-n"))',
+    '  h:streamInfo():dynamicMetadata():set("ns", "p", n % 2 == 0 and "even" or "odd")',
+    'end',
+    'function envoy_on_response(h)',
+    '  local m = h:streamInfo():dynamicMetadata():get("ns")',
+    '  h:headers():add("x-parity", m["p"])',
+    'end',
+  ].join('\n');
+
+  it('has no data or trailer callbacks, so the filter manager passes bodies by', () => {
+    const h = harness(compiledEngine, PARITY);
+    try {
+      const f = h.stream().filter;
+      assert.equal(f.constructor.name, 'CompiledLuaFilter');
+      assert.equal(f.decodeData, undefined);
+      assert.equal(f.encodeData, undefined);
+      assert.equal(f.decodeTrailers, undefined);
+      assert.equal(f.encodeTrailers, undefined);
+    } finally {
+      h.close();
+    }
+  });
+
+  it('interleaved streams each see their own headers and metadata (the lent Direction is re-pointed per hook)', () => {
+    const h = harness(compiledEngine, PARITY);
+    try {
+      const a = h.stream();
+      const b = h.stream();
+      a.decodeHeaders(HeaderMap.fromPairs([...BASE_REQ, ['x-n', '1']]), true);
+      b.decodeHeaders(HeaderMap.fromPairs([...BASE_REQ, ['x-n', '2']]), true);
+      b.encodeHeaders(HeaderMap.fromPairs([[':status', '200']]), true);
+      a.encodeHeaders(HeaderMap.fromPairs([[':status', '200']]), true);
+      assert.equal(a.respHeaders!.get('x-parity'), 'odd');
+      assert.equal(b.respHeaders!.get('x-parity'), 'even');
+      assert.equal(h.executions(), 4);
+      assert.equal(h.errors(), 0);
+      a.destroy();
+      b.destroy();
+    } finally {
+      h.close();
+    }
+  });
+
+  it('a hook started while another one runs (a host call re-entering the chain) gets its own Direction', () => {
+    const code = 'function envoy_on_request(h)\n  h:headers():add("x-seen", h:headers():get("x-tag"))\nend';
+    const h = harness(compiledEngine, code);
+    try {
+      const inner = h.stream();
+      const outer = h.stream();
+      // a request header write clears the route cache: here that runs the inner stream's hook
+      // while the outer one is still live
+      let reentered = false;
+      outer.clearRouteCache = () => {
+        if (reentered) return;
+        reentered = true;
+        inner.decodeHeaders(HeaderMap.fromPairs([...BASE_REQ, ['x-tag', 'inner']]), true);
+      };
+      outer.decodeHeaders(HeaderMap.fromPairs([...BASE_REQ, ['x-tag', 'outer']]), true);
+      assert.ok(reentered);
+      assert.equal(inner.reqHeaders!.get('x-seen'), 'inner');
+      assert.equal(outer.reqHeaders!.get('x-seen'), 'outer');
+      assert.equal(h.errors(), 0, h.logs.lines.map((l) => l.msg).join('\n'));
+      // and the script's own Direction is used again afterwards
+      const next = h.stream();
+      next.decodeHeaders(HeaderMap.fromPairs([...BASE_REQ, ['x-tag', 'next']]), true);
+      assert.equal(next.reqHeaders!.get('x-seen'), 'next');
+      assert.equal(h.executions(), 3);
+    } finally {
+      h.close();
+    }
+  });
+
+  it('respond() replies locally and stops; a script error follows the fail strategy', () => {
+    const BOOM = 'function envoy_on_request(h)\n  local n = tonumber(h:headers():get("x-absent")) + 1\nend';
+    const respond = harness(compiledEngine, 'function envoy_on_request(h)\n  h:respond({[":status"] = "403", ["x-why"] = "no"}, "denied")\nend');
+    const closed = harness(compiledEngine, BOOM, { failClosed: true });
+    const open = harness(compiledEngine, BOOM);
+    try {
+      const r = respond.stream();
+      assert.equal(r.decodeHeaders(HeaderMap.fromPairs(BASE_REQ), true), 1 /* StopIteration */);
+      assert.deepEqual(r.replies.map((x) => [x.status, x.body, x.options?.details, x.options?.headers]), [[403, 'denied', 'lua_response', [['x-why', 'no']]]]);
+      const c = closed.stream();
+      assert.equal(c.decodeHeaders(HeaderMap.fromPairs(BASE_REQ), true), 1);
+      assert.deepEqual(c.replies.map((x) => [x.status, x.options?.details]), [[500, 'lua_script_error']]);
+      assert.equal(closed.errors(), 1);
+      const o = open.stream();
+      assert.equal(o.decodeHeaders(HeaderMap.fromPairs(BASE_REQ), true), 0 /* Continue */);
+      assert.deepEqual(o.replies, []);
+      assert.equal(open.errors(), 1);
+      assert.match(open.logs.lines.at(-1)!.msg, /script log: .*:2: bad argument #1 to 'tonumber'/);
+    } finally {
+      respond.close();
+      closed.close();
+      open.close();
+    }
+  });
+});
+
 // ------------------------------------------------------------------ engine selection
 
 function ext(name: string, code: string): TrafficExtension {

@@ -8,11 +8,10 @@ import { pino } from 'pino';
 import { DataBuffer } from '../../src/filters/data-buffer.ts';
 import { HeaderMap } from '../../src/filters/header-map.ts';
 import { StreamInfo } from '../../src/filters/stream-info.ts';
-import { DataStatus, type HttpFilterCallbacks, type LocalReplyOptions, type RouteInfo } from '../../src/filters/types.ts';
+import { DataStatus, TrailersStatus, type HttpFilter, type HttpFilterCallbacks, type LocalReplyOptions, type RouteInfo } from '../../src/filters/types.ts';
 import type { ClusterManager, HttpCallHandle, HttpCallRequest, HttpCallResponse } from '../../src/proxy/cluster-manager.ts';
 import { StatsStore } from '../../src/observability/stats.ts';
 import type { LuaEngine } from '../../src/lua/engine.ts';
-import { LuaHttpFilter } from '../../src/lua/filter.ts';
 import { LuaScript, type LuaFilterStats, type LuaScriptOptions } from '../../src/lua/script.ts';
 
 export interface LogLine {
@@ -90,7 +89,8 @@ export class FakeStream implements HttpFilterCallbacks {
   /** Whether the last data status asked the manager to keep buffering. */
   #decBuffering = false;
   #encBuffering = false;
-  filter!: LuaHttpFilter;
+  /** LuaHttpFilter, or CompiledLuaFilter (no data or trailer callbacks) for compiled scripts. */
+  filter!: HttpFilter;
 
   requestHeaders() { return this.reqHeaders; }
   requestTrailers() { return this.reqTrailers; }
@@ -116,7 +116,7 @@ export class FakeStream implements HttpFilterCallbacks {
   // ----- manager-like helpers
   decodeHeaders(pairs: [string, string][] | HeaderMap, endStream = false) {
     this.reqHeaders = pairs instanceof HeaderMap ? pairs : HeaderMap.fromPairs(pairs);
-    return this.filter.decodeHeaders(this.reqHeaders, endStream);
+    return this.filter.decodeHeaders!(this.reqHeaders, endStream);
   }
   decodeData(chunk: string | Buffer, endStream = false) {
     let buf: DataBuffer;
@@ -126,18 +126,18 @@ export class FakeStream implements HttpFilterCallbacks {
     } else {
       buf = new DataBuffer(chunk);
     }
-    const st = this.filter.decodeData(buf, endStream);
+    const st = this.filter.decodeData ? this.filter.decodeData(buf, endStream) : DataStatus.Continue;
     this.#decBuffering = st === DataStatus.StopIterationAndBuffer || st === DataStatus.StopIterationAndWatermark;
     if (this.#decBuffering) this.decBuf = buf;
     return { status: st, data: buf };
   }
   decodeTrailers(pairs: [string, string][]) {
     this.reqTrailers = HeaderMap.fromPairs(pairs);
-    return this.filter.decodeTrailers(this.reqTrailers);
+    return this.filter.decodeTrailers ? this.filter.decodeTrailers(this.reqTrailers) : TrailersStatus.Continue;
   }
   encodeHeaders(pairs: [string, string][] | HeaderMap, endStream = false) {
     this.respHeaders = pairs instanceof HeaderMap ? pairs : HeaderMap.fromPairs(pairs);
-    return this.filter.encodeHeaders(this.respHeaders, endStream);
+    return this.filter.encodeHeaders!(this.respHeaders, endStream);
   }
   encodeData(chunk: string | Buffer, endStream = false) {
     let buf: DataBuffer;
@@ -147,17 +147,17 @@ export class FakeStream implements HttpFilterCallbacks {
     } else {
       buf = new DataBuffer(chunk);
     }
-    const st = this.filter.encodeData(buf, endStream);
+    const st = this.filter.encodeData ? this.filter.encodeData(buf, endStream) : DataStatus.Continue;
     this.#encBuffering = st === DataStatus.StopIterationAndBuffer || st === DataStatus.StopIterationAndWatermark;
     if (this.#encBuffering) this.encBuf = buf;
     return { status: st, data: buf };
   }
   encodeTrailers(pairs: [string, string][]) {
     this.respTrailers = HeaderMap.fromPairs(pairs);
-    return this.filter.encodeTrailers(this.respTrailers);
+    return this.filter.encodeTrailers ? this.filter.encodeTrailers(this.respTrailers) : TrailersStatus.Continue;
   }
   destroy() {
-    this.filter.onDestroy();
+    this.filter.onDestroy?.();
   }
 }
 
