@@ -426,10 +426,7 @@ export class LuaHttpFilter implements HttpFilter {
   }
 
   #scriptError(d: Direction, message: string): void {
-    const s = this.script;
-    this.stats.errors.inc();
-    s.log.error('script log: %s', message);
-    if (s.failClosed && !this.destroyed) {
+    if (scriptErrorClosesStream(this.script, this.stats, this.destroyed, message)) {
       this.#finish(d, State.Responded);
       d.stopped = true;
       this.callbacks.sendLocalReply(500, '', { details: 'lua_script_error' });
@@ -458,6 +455,17 @@ export class LuaHttpFilter implements HttpFilter {
     d.state = state;
     this.#releaseThread(d);
   }
+}
+
+/**
+ * A script error, as Envoy handles it: counted and logged; true when the script fails closed and
+ * the stream is still there (the caller answers 500 `lua_script_error`), false for fail-open (the
+ * stream goes on with whatever the script already changed).
+ */
+function scriptErrorClosesStream(script: LuaScript, stats: LuaFilterStats, destroyed: boolean, message: string): boolean {
+  stats.errors.inc();
+  script.log.error('script log: %s', message);
+  return script.failClosed && !destroyed;
 }
 
 /** respond()'s local reply: `:status` and the other headers of the Lua table, the body as bytes. */
@@ -539,10 +547,8 @@ export class CompiledLuaFilter implements HttpFilter, LuaStreamFilter {
       sendLuaReply(this.callbacks, res.values[2], res.values[3]);
       return HeadersStatus.StopIteration;
     }
-    this.stats.errors.inc();
     const message = res.status === ResumeStatus.Error ? res.error : 'script performed an unexpected yield';
-    s.log.error('script log: %s', message);
-    if (!s.failClosed || this.destroyed) return HeadersStatus.Continue;
+    if (!scriptErrorClosesStream(s, this.stats, this.destroyed, message)) return HeadersStatus.Continue;
     this.callbacks.sendLocalReply(500, '', { details: 'lua_script_error' });
     return HeadersStatus.StopIteration;
   }
